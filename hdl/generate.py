@@ -1,0 +1,84 @@
+"""Verilog and its JSON description for a configuration (DESIGN §4, `bbsparse generate`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from amaranth.back import verilog
+from amaranth.hdl import Shape
+from amaranth.lib import wiring
+
+from ..golden.config import Config
+from .spmv import BBSSpMV
+
+__all__ = ["TOP_NAME", "verilog_text", "describe", "write_if_changed", "write_design"]
+
+TOP_NAME = "bbs_spmv"
+
+
+def verilog_text(config: Config) -> str:
+    """The Verilog of `bbs_spmv` for `config`. The text depends on the configuration only
+    (no source paths, no dates), so an unchanged design leaves build caches valid."""
+    return verilog.convert(BBSSpMV(config), name=TOP_NAME, emit_src=False)
+
+
+def describe(config: Config) -> dict:
+    """Everything an outside testbench needs to drive the core: parameters and derived
+    figures (DESIGN §4)."""
+    ports = {}
+    for name, member in BBSSpMV.signature_for(config).members.items():
+        ports[name] = {"direction": "in" if member.flow == wiring.In else "out",
+                       "width": Shape.cast(member.shape).width}
+    ports = {"clk": {"direction": "in", "width": 1}, "rst": {"direction": "in", "width": 1},
+             **ports}
+    c = config
+    return {
+        "top": TOP_NAME,
+        "parameters": c.to_dict(),
+        "derived": {
+            "banks_per_row": c.banks_per_row,
+            "nnz_per_row": c.nnz_per_row,
+            "rounds": c.rounds,
+            "index_width": c.index_width,
+            "w_entry_width": c.w_entry_width,
+            "x_beat_width": c.x_beat_width,
+            "w_beat_width": c.w_beat_width,
+            "y_beat_width": c.y_beat_width,
+            "cycles_per_row": c.cycles_per_row,
+            "x_beats": c.x_beats,
+            "multipliers": c.multipliers,
+            "density": c.density,
+            "ideal_speedup": c.ideal_speedup,
+            "latency": BBSSpMV.latency_of(config),
+            "latency_note": "cycles from accepting the last w beat of a row group to its y beat"
+                            " being valid, with the y FIFO empty",
+            "y_credits": BBSSpMV.y_credits_of(config),
+            "vector_memory_words_per_lane": 2 * c.x_beats,
+            "clock": "clk",
+            "reset": "rst (synchronous, active high)",
+            "ports": ports,
+        },
+    }
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write `text` unless the file already holds it (keeps build tools' timestamps)."""
+    path = Path(path)
+    if path.exists() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return True
+
+
+def write_design(config: Config, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write `bbs_spmv.v` and `bbs_spmv.json` into `out_dir`; return their paths."""
+    out_dir = Path(out_dir)
+    v_path = out_dir / f"{TOP_NAME}.v"
+    j_path = out_dir / f"{TOP_NAME}.json"
+    write_if_changed(v_path, verilog_text(config))
+    write_if_changed(j_path, json.dumps(describe(config), indent=2) + "\n")
+    return v_path, j_path

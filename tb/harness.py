@@ -1,0 +1,167 @@
+"""Run whole SpMVs on the generated RTL under Verilator, with no Python in the clock loop.
+
+`run_spmv` packs W and x with the golden packers (:mod:`bbsparse.golden.csb`), builds (once)
+the :mod:`~bbsparse.tb.sim_top` wrapper around the core, runs it, unpacks y and returns the
+cycle figures the wrapper measured. The returned y comes from the RTL only; comparing it with
+the golden model is the caller's business.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..golden import csb, cycles
+from ..golden.config import Config
+from ..hdl.generate import TOP_NAME, describe, verilog_text
+from .sim_top import SIM_MAIN_CPP, SIM_TOP, sim_top_verilog
+from .verilator import verilator_build
+
+__all__ = ["Stalls", "SimResult", "build_simulator", "run_spmv"]
+
+
+@dataclass(frozen=True)
+class Stalls:
+    """Random stalls, as probabilities in [0, 1): an idle beat on the x / w source, a
+    not-ready cycle on the y sink, and the start of a 1..256-cycle back-pressure burst."""
+
+    x_idle: float = 0.0
+    w_idle: float = 0.0
+    y_stall: float = 0.0
+    y_burst: float = 0.0
+
+    def plusargs(self) -> list[str]:
+        args = []
+        for name, p in (("X_IDLE", self.x_idle), ("W_IDLE", self.w_idle),
+                        ("Y_STALL", self.y_stall), ("Y_BURST", self.y_burst)):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"stall probability {name.lower()} must be in [0, 1), not {p!r}")
+            args.append(f"+{name}={int(round(p * 65536))}")
+        return args
+
+
+@dataclass
+class SimResult:
+    y: np.ndarray
+    report: dict = field(default_factory=dict)
+
+
+def _bucket(n: int, minimum: int = 4096) -> int:
+    """Memory depths come in powers of two so that one build serves many sizes."""
+    depth = minimum
+    while depth < n:
+        depth *= 2
+    return depth
+
+
+def build_simulator(config: Config, x_beats: int, w_beats: int, y_beats: int, *,
+                    waves: bool = False, log=None) -> Path:
+    """Build (or reuse) the wrapper binary for these sizes; return its folder."""
+    depths = (_bucket(x_beats), _bucket(w_beats), _bucket(y_beats))
+    sources = {
+        f"{TOP_NAME}.v": verilog_text(config),
+        f"{SIM_TOP}.v": sim_top_verilog(config, *depths),
+    }
+    return verilator_build("sim", sources, SIM_TOP, cpp_main=SIM_MAIN_CPP, waves=waves,
+                           flags=["--x-assign", "0", "--x-initial", "0"], log=log)
+
+
+def _write_hex(path: Path, words, width: int) -> None:
+    digits = max(1, -(-width // 4))
+    path.write_text("".join(f"{w:0{digits}x}\n" for w in words))
+
+
+def run_spmv(config: Config, W, X, *, seed: int = 1, stalls: Stalls = Stalls(),
+             waves: str | Path | None = None, max_cycles: int | None = None,
+             workdir: str | Path | None = None, log=None) -> SimResult:
+    """Multiply W (rows, cols) by X ((cols,) or (batch, cols)) on the RTL.
+
+    Returns y with the shape of the golden `spmv` and a report: cycles (first x beat accepted
+    to last y beat, inclusive), ideal cycles, utilization (whole run and steady state),
+    useful MACs, multipliers, stall counts, the `error` output, simulated cycles per second.
+    """
+    W = np.asarray(W)
+    X = np.asarray(X)
+    single = X.ndim == 1
+    batch = X[None, :] if single else X
+    rows = W.shape[0]
+    values, indices = csb.pack_w(config, W)
+    w_words = csb.w_beat_ints(config, values, indices)
+    x_words = [word for vector in batch for word in csb.x_beat_ints(config, csb.pack_x(config, vector))]
+    vectors = batch.shape[0]
+    groups = config.row_groups(rows)
+    y_total = vectors * groups
+
+    folder = build_simulator(config, len(x_words), len(w_words), y_total,
+                             waves=waves is not None, log=log)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        tmp = Path(tmp)
+        _write_hex(tmp / "x.hex", x_words, config.x_beat_width)
+        _write_hex(tmp / "w.hex", w_words, config.w_beat_width)
+        args = [str(folder / "sim"), f"+XFILE={tmp / 'x.hex'}", f"+WFILE={tmp / 'w.hex'}",
+                f"+YFILE={tmp / 'y.hex'}", f"+VECTORS={vectors}", f"+WBEATS={len(w_words)}",
+                f"+YBEATS={y_total}", f"+SEED={seed & 0xFFFFFFFF}", *stalls.plusargs()]
+        if max_cycles is None:
+            # Generous: every stream may stall, but a core that hangs must not hang us.
+            max_cycles = 64 * (len(w_words) * vectors + len(x_words) + y_total) + 100_000
+        args.append(f"+MAX_CYCLES={max_cycles}")
+        if waves is not None:
+            args.append(f"+TRACE={Path(waves).resolve()}")
+        start = time.monotonic()
+        run = subprocess.run(args, capture_output=True, text=True)
+        wall = time.monotonic() - start
+        match = re.search(r"BBSPARSE_RESULT (.*)", run.stdout)
+        if run.returncode != 0 or match is None:
+            raise RuntimeError(f"simulation failed (exit {run.returncode}):\n{run.stdout[-3000:]}"
+                               f"{run.stderr[-3000:]}")
+        figures = {k: int(v) for k, v in (item.split("=") for item in match.group(1).split())}
+        if not figures["done"]:
+            raise RuntimeError(
+                f"simulation stopped after {figures['sim_cycles']} cycles without all y beats: "
+                f"{figures['y_received']} of {y_total} received, x beats sent "
+                f"{figures['x_sent']}, w frames {figures['w_frames']}, error={figures['error']}")
+        y_words = [int(line, 16) for line in (tmp / "y.hex").read_text().split()
+                   if not line.startswith("//")]
+
+    mask = (1 << config.y_beat_width) - 1
+    tlasts = [word >> config.y_beat_width for word in y_words]
+    y_frames = []
+    for v in range(vectors):
+        frame = [word & mask for word in y_words[v * groups:(v + 1) * groups]]
+        y_frames.append(csb.unpack_y(config, frame, rows))
+    Y = np.stack(y_frames)
+    expected_tlast = [int((i + 1) % groups == 0) for i in range(y_total)]
+
+    useful = cycles.useful_macs(config, rows, vectors)
+    steady = figures["last_w"] - figures["first_w"] + 1
+    report = {
+        "rows": rows,
+        "cols": int(W.shape[1]),
+        "vectors": vectors,
+        "cycles": figures["cycles"],
+        "ideal_cycles": cycles.ideal_cycles(config, rows, vectors),
+        "pipeline_latency": describe(config)["derived"]["latency"],
+        "utilization": useful / (config.multipliers * figures["cycles"]),
+        "utilization_steady": useful / (config.multipliers * steady),
+        "steady_cycles": steady,
+        "ideal_steady_cycles": cycles.steady_cycles(config, rows, vectors),
+        "useful_macs": useful,
+        "multipliers": config.multipliers,
+        "w_beats": figures["w_beats"],
+        "x_wait_cycles": figures["x_wait"],
+        "w_wait_cycles": figures["w_wait"],
+        "y_wait_cycles": figures["y_wait"],
+        "error": bool(figures["error"]),
+        "y_tlast_ok": tlasts == expected_tlast,
+        "simulated_cycles": figures["sim_cycles"],
+        "sim_seconds": wall,
+        "sim_cycles_per_second": figures["sim_cycles"] / wall if wall > 0 else float("inf"),
+        "seed": seed,
+    }
+    return SimResult(y=Y[0] if single else Y, report=report)

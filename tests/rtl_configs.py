@@ -1,0 +1,18 @@
+"""The configurations the RTL tests run, each named for what it covers."""
+
+RTL_CONFIGS = {
+    "lanes1": dict(lanes=1, pes=1, bank_size=4, nnz_per_bank=2, cols=32),
+    "lanes2-pes3": dict(lanes=2, pes=3, bank_size=8, nnz_per_bank=2, cols=64),
+    "lanes4-2of4": dict(lanes=4, pes=2, bank_size=4, nnz_per_bank=2, cols=64),
+    "lanes8-dense": dict(lanes=8, pes=1, bank_size=4, nnz_per_bank=4, cols=64),
+    "lanes16-bank16-nnz1": dict(lanes=16, pes=2, bank_size=16, nnz_per_bank=1, cols=512),
+    "banks-not-multiple-of-lanes": dict(lanes=4, pes=2, bank_size=8, nnz_per_bank=3, cols=40),
+    "odd-widths": dict(lanes=4, pes=2, bank_size=4, nnz_per_bank=1, cols=48, weight_width=5,
+                       act_width=7, out_width=12, out_shift=3),
+    "shift-relu": dict(lanes=8, pes=2, bank_size=8, nnz_per_bank=2, cols=128, out_shift=4,
+                       out_width=8, relu=True),
+    "acc-wraps": dict(lanes=4, pes=1, bank_size=4, nnz_per_bank=4, cols=64, acc_width=18),
+    "pes3-tree2": dict(lanes=8, pes=3, bank_size=8, nnz_per_bank=1, cols=256,
+                       tree_levels_per_stage=2),
+    "default": dict(),
+}

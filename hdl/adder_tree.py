@@ -5,6 +5,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden.config import clog2
+from .pipeline import require_positive
 
 __all__ = ["AdderTree"]
 
@@ -24,9 +25,7 @@ class AdderTree(wiring.Component):
     """
 
     def __init__(self, *, count: int, width: int, levels_per_stage: int = 1):
-        for name, value in (("count", count), ("width", width), ("levels_per_stage", levels_per_stage)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        require_positive(count=count, width=width, levels_per_stage=levels_per_stage)
         self._count = count
         self._width = width
         self._levels_per_stage = levels_per_stage

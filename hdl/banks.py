@@ -4,6 +4,8 @@ from amaranth.hdl import Module, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
+from .pipeline import require_positive
+
 __all__ = ["VectorBanks"]
 
 
@@ -27,9 +29,7 @@ class VectorBanks(wiring.Component):
     """
 
     def __init__(self, *, lanes: int, width: int, depth: int):
-        for name, value in (("lanes", lanes), ("width", width), ("depth", depth)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        require_positive(lanes=lanes, width=width, depth=depth)
         self._lanes = lanes
         self._width = width
         self._depth = depth

@@ -4,6 +4,8 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .pipeline import require_positive
+
 __all__ = ["OutputStage"]
 
 
@@ -29,13 +31,13 @@ class OutputStage(wiring.Component):
     """
 
     def __init__(self, *, acc_width: int, out_width: int, out_shift: int = 0, relu: bool = False):
-        for name, value in (("acc_width", acc_width), ("out_width", out_width)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        require_positive(acc_width=acc_width, out_width=out_width)
         if out_width > acc_width:
-            raise ValueError(f"out_width must not exceed acc_width ({acc_width}), not {out_width!r}")
+            raise ValueError(
+                f"out_width must not exceed acc_width ({acc_width}), not {out_width!r}")
         if not isinstance(out_shift, int) or not 0 <= out_shift < acc_width:
-            raise ValueError(f"out_shift must be in 0..acc_width-1 ({acc_width - 1}), not {out_shift!r}")
+            raise ValueError(
+                f"out_shift must be in 0..acc_width-1 ({acc_width - 1}), not {out_shift!r}")
         if not isinstance(relu, bool):
             raise ValueError(f"relu must be a boolean, not {relu!r}")
         self._acc_width = acc_width

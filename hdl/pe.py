@@ -5,7 +5,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .adder_tree import AdderTree
-from .pipeline import delay
+from .pipeline import delay, require_positive
 
 __all__ = ["PE"]
 
@@ -32,14 +32,12 @@ class PE(wiring.Component):
 
     def __init__(self, *, lanes: int, weight_width: int, act_width: int, acc_width: int,
                  tree_levels_per_stage: int = 1):
-        for name, value in (("lanes", lanes), ("weight_width", weight_width),
-                            ("act_width", act_width), ("acc_width", acc_width),
-                            ("tree_levels_per_stage", tree_levels_per_stage)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
-        if acc_width < weight_width + act_width:
-            raise ValueError(f"acc_width must hold one product (at least {weight_width + act_width}), "
-                             f"not {acc_width!r}")
+        require_positive(lanes=lanes, weight_width=weight_width, act_width=act_width,
+                         acc_width=acc_width, tree_levels_per_stage=tree_levels_per_stage)
+        product = weight_width + act_width
+        if acc_width < product:
+            raise ValueError(
+                f"acc_width must hold one product (at least {product}), not {acc_width!r}")
         self._lanes = lanes
         self._weight_width = weight_width
         self._act_width = act_width
@@ -77,7 +75,8 @@ class PE(wiring.Component):
         for lane in range(self._lanes):
             x_operand = Signal(signed(self._act_width), name=f"lane{lane}_x_operand")
             w_operand = Signal(signed(self._weight_width), name=f"lane{lane}_w_operand")
-            product = Signal(signed(self._weight_width + self._act_width), name=f"lane{lane}_product")
+            product = Signal(signed(self._weight_width + self._act_width),
+                             name=f"lane{lane}_product")
             m.d.sync += [
                 x_operand.eq(self.x[lane]),
                 w_operand.eq(self.weight[lane]),

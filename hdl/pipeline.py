@@ -2,7 +2,7 @@
 
 from amaranth.hdl import Signal
 
-__all__ = ["delay"]
+__all__ = ["delay", "require_positive"]
 
 
 def delay(m, signal, cycles: int, name: str, domain: str = "sync"):
@@ -14,3 +14,11 @@ def delay(m, signal, cycles: int, name: str, domain: str = "sync"):
         m.d[domain] += register.eq(current)
         current = register
     return current
+
+
+def require_positive(**params) -> None:
+    """Check that every keyword argument is a positive integer; the message names the first
+    that is not, with its value."""
+    for name, value in params.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, not {value!r}")

@@ -93,7 +93,7 @@ def run_spmv(config: Config, W, X, *, seed: int = 1, stalls: Stalls = Stalls(),
     rows = W.shape[0]
     values, indices = csb.pack_w(config, W)
     w_words = csb.w_beat_ints(config, values, indices)
-    x_words = [word for vector in batch for word in csb.x_beat_ints(config, csb.pack_x(config, vector))]
+    x_words = csb.x_beat_ints(config, csb.pack_x(config, batch))
     vectors = batch.shape[0]
     groups = config.row_groups(rows)
     y_total = vectors * groups

@@ -47,18 +47,23 @@ def check_requests(indices, lanes: int, size: int, name: str = "indices") -> np.
     return indices.astype(np.int64)
 
 
-def crossbar_schedule(indices, lanes: int) -> np.ndarray:
+def crossbar_schedule(indices, lanes: int, mask=None) -> np.ndarray:
     """The cycle (counted from 0) in which the arbiter serves each crossbar request.
 
     `indices` is ``(rows, lanes)``; the result has the same shape. See the module docstring
-    for the rule. Invariant: no two requests of one bank share a cycle.
+    for the rule. Invariant: no two requests of one bank share a cycle. `mask` (same shape,
+    boolean) says which lanes request at all; a row with no request still takes one cycle.
     """
     indices = check_requests(indices, lanes, np.iinfo(np.int64).max)
+    requesting = np.ones(indices.shape, bool) if mask is None else np.asarray(mask, bool)
+    if requesting.shape != indices.shape:
+        raise ValueError(f"mask must have the shape of the requests {indices.shape}, "
+                         f"not {requesting.shape}")
     bank = indices % lanes
-    same_bank = bank[:, :, None] == bank[:, None, :]
+    same_bank = (bank[:, :, None] == bank[:, None, :]) & requesting[:, None, :]
     lower_lane = np.tri(lanes, k=-1, dtype=bool)  # [l, l'] is True where l' < l
     # A request waits one cycle for each lower lane of its row that wants the same bank.
-    rank = (same_bank & lower_lane).sum(axis=-1)
+    rank = np.where(requesting, (same_bank & lower_lane).sum(axis=-1), 0)
     row_cycles = rank.max(axis=1, initial=0) + 1
     row_start = np.cumsum(row_cycles) - row_cycles
     return row_start[:, None] + rank

@@ -1,10 +1,7 @@
 """Amaranth-simulator tests of the core's building blocks (no Verilator needed)."""
 
-import gc
-
 import numpy as np
 import pytest
-from amaranth.hdl import Elaboratable
 from amaranth.sim import Simulator
 
 from bbsparse.golden.arith import output_stage, wrap
@@ -23,21 +20,6 @@ def run(dut, testbench):
 
 
 # -- construction ------------------------------------------------------------------------
-
-@pytest.fixture(autouse=True)
-def quiet_rejected_components(request):
-    """A component whose constructor raised was never meant to be elaborated: silence
-    Amaranth's "created but never used" warning for the construction tests only."""
-    if not request.node.name.startswith("test_") or "reject" not in request.node.name:
-        yield
-        return
-    Elaboratable._MustUse__silence = True
-    try:
-        yield
-        gc.collect()
-    finally:
-        Elaboratable._MustUse__silence = False
-
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(acc_width=0, out_width=1), "acc_width must be a positive integer, not 0"),

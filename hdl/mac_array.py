@@ -1,0 +1,81 @@
+"""The MAC array: `pes` PEs of `lanes` multipliers, each followed by the output stage."""
+
+from amaranth.hdl import Module
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..golden.config import Config
+from .output_stage import OutputStage
+from .pe import PE
+from .pipeline import delay
+
+__all__ = ["MACArray"]
+
+
+class MACArray(wiring.Component):
+    """`pes` rows at once, `lanes` multiply-accumulates per row per cycle, in lockstep.
+
+    Ports
+    -----
+    x : In(ArrayLayout(signed(act_width), pes*lanes))  PE ``p`` takes entries
+        ``p*lanes .. p*lanes + lanes - 1``
+    weight : In(ArrayLayout(signed(weight_width), pes*lanes))
+    valid, first, last, tlast : In(1)  a beat; first / last beat of a row group; last group
+        of the matrix
+    y : Out(ArrayLayout(signed(out_width), pes))  the rows' results after the output stage
+    y_valid, y_tlast : Out(1)
+
+    Latency :attr:`latency` cycles from the `last` beat of a group to `y_valid`; one beat a
+    cycle, never stalls.
+    """
+
+    def __init__(self, config: Config):
+        self._config = c = config
+        super().__init__({
+            "x": In(data.ArrayLayout(data.signed(c.act_width), c.pes * c.lanes)),
+            "weight": In(data.ArrayLayout(data.signed(c.weight_width), c.pes * c.lanes)),
+            "valid": In(1),
+            "first": In(1),
+            "last": In(1),
+            "tlast": In(1),
+            "y": Out(data.ArrayLayout(data.signed(c.out_width), c.pes)),
+            "y_valid": Out(1),
+            "y_tlast": Out(1),
+        })
+
+    @staticmethod
+    def latency_of(config: Config) -> int:
+        return PE.latency_of(config.lanes, config.tree_levels_per_stage) + OutputStage.LATENCY
+
+    @property
+    def latency(self) -> int:
+        return self.latency_of(self._config)
+
+    def elaborate(self, platform):
+        c = self._config
+        m = Module()
+        for index in range(c.pes):
+            pe = PE(lanes=c.lanes, weight_width=c.weight_width, act_width=c.act_width,
+                    acc_width=c.acc_width, tree_levels_per_stage=c.tree_levels_per_stage)
+            stage = OutputStage(acc_width=c.acc_width, out_width=c.out_width,
+                                out_shift=c.out_shift, relu=c.relu)
+            m.submodules[f"pe{index}"] = pe
+            m.submodules[f"output_stage{index}"] = stage
+            for lane in range(c.lanes):
+                m.d.comb += [
+                    pe.x[lane].eq(self.x[index * c.lanes + lane]),
+                    pe.weight[lane].eq(self.weight[index * c.lanes + lane]),
+                ]
+            m.d.comb += [
+                pe.valid.eq(self.valid),
+                pe.first.eq(self.first),
+                pe.last.eq(self.last),
+                stage.acc.eq(pe.acc),
+                self.y[index].eq(stage.y),
+            ]
+        # All PEs work in lockstep: the last PE's row-complete strobe stands for all.
+        m.d.comb += [
+            self.y_valid.eq(delay(m, pe.acc_valid, stage.latency, "row_valid")),
+            self.y_tlast.eq(delay(m, self.tlast, self.latency, "row_tlast")),
+        ]
+        return m

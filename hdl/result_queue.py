@@ -1,0 +1,67 @@
+"""The y queue with its credit counter: back-pressure without stalling the pipeline."""
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+from .pipeline import require_positive
+
+__all__ = ["ResultQueue"]
+
+
+class ResultQueue(wiring.Component):
+    """A FIFO of result beats and the count of row groups in flight.
+
+    The pipeline in front of it never stalls, so it must never produce a result the FIFO
+    cannot take. A row group may only start (`start`) while `can_start`: fewer than
+    `credits` groups are between their start and the y transfer of their result. Each
+    started group produces exactly one result, so the FIFO (one entry more than `credits`)
+    always has room.
+
+    Ports
+    -----
+    start : In(1)  a row group starts (its first beat is accepted)
+    can_start : Out(1)
+    w_data : In(width); w_last : In(1); w_en : In(1)  a result, and whether it is the last
+        of its matrix
+    y_data : Out(width); y_last, y_valid : Out(1); y_ready : In(1)  the y stream
+
+    Latency: a result written at cycle t is valid on y at t + :attr:`LATENCY`.
+    """
+
+    LATENCY = 2  # SyncFIFOBuffered: a word written at cycle t is readable at t + 2
+
+    def __init__(self, *, width: int, credits: int):
+        require_positive(width=width, credits=credits)
+        self._width = width
+        self._credits = credits
+        super().__init__({
+            "start": In(1),
+            "can_start": Out(1),
+            "w_data": In(width),
+            "w_last": In(1),
+            "w_en": In(1),
+            "y_data": Out(width),
+            "y_last": Out(1),
+            "y_valid": Out(1),
+            "y_ready": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        inflight = Signal(range(self._credits + 1))
+        pop = self.y_valid & self.y_ready
+        m.d.sync += inflight.eq(inflight + self.start - pop)
+        m.d.comb += self.can_start.eq(inflight < self._credits)
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=self._width + 1,
+                                                    depth=self._credits + 1)
+        m.d.comb += [
+            fifo.w_data.eq(Cat(self.w_data, self.w_last)),
+            fifo.w_en.eq(self.w_en),
+            self.y_data.eq(fifo.r_data[:self._width]),
+            self.y_last.eq(fifo.r_data[self._width]),
+            self.y_valid.eq(fifo.r_rdy),
+            fifo.r_en.eq(self.y_ready),
+        ]
+        return m

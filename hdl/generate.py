@@ -11,16 +11,23 @@ from amaranth.lib import wiring
 
 from ..golden.config import Config
 from .spmv import BBSSpMV
+from .unstructured import UnstructuredSpMV
 
 __all__ = ["TOP_NAME", "verilog_text", "describe", "write_if_changed", "write_design"]
 
 TOP_NAME = "bbs_spmv"
 
 
+def core_class(config: Config):
+    """The engine a configuration asks for: the BBS core, or the unstructured engine (same
+    ports, same top name)."""
+    return UnstructuredSpMV if config.pattern == "unstructured" else BBSSpMV
+
+
 def verilog_text(config: Config) -> str:
     """The Verilog of `bbs_spmv` for `config`. The text depends on the configuration only
     (no source paths, no dates), so an unchanged design leaves build caches valid."""
-    return verilog.convert(BBSSpMV(config), name=TOP_NAME, emit_src=False)
+    return verilog.convert(core_class(config)(config), name=TOP_NAME, emit_src=False)
 
 
 def describe(config: Config) -> dict:
@@ -33,7 +40,7 @@ def describe(config: Config) -> dict:
     ports = {"clk": {"direction": "in", "width": 1}, "rst": {"direction": "in", "width": 1},
              **ports}
     c = config
-    return {
+    info = {
         "top": TOP_NAME,
         "parameters": c.to_dict(),
         "derived": {
@@ -50,16 +57,24 @@ def describe(config: Config) -> dict:
             "multipliers": c.multipliers,
             "density": c.density,
             "ideal_speedup": c.ideal_speedup,
-            "latency": BBSSpMV.latency_of(config),
+            "latency": core_class(config).latency_of(config),
             "latency_note": "cycles from accepting the last w beat of a row group to its y beat"
                             " being valid, with the y FIFO empty",
-            "y_credits": BBSSpMV.y_credits_of(config),
+            "y_credits": core_class(config).y_credits_of(config),
             "vector_memory_words_per_lane": 2 * c.x_beats,
             "clock": "clk",
             "reset": "rst (synchronous, active high)",
             "ports": ports,
         },
     }
+    if c.pattern == "unstructured":
+        derived = info["derived"]
+        for key in ("banks_per_row", "nnz_per_row", "rounds", "cycles_per_row", "density",
+                    "ideal_speedup"):
+            del derived[key]  # BBS figures; an unstructured row has no fixed length
+        derived["x_order"] = "beat t, lane l holds x[t*lanes + l]"
+        derived["w_group_end_bit"] = c.w_beat_width - 1
+    return info
 
 
 def write_if_changed(path: Path, text: str) -> bool:

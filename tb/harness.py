@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..golden import csb, cycles
+from ..golden import csb, cycles, unstructured
 from ..golden.config import Config
 from ..hdl.generate import TOP_NAME, describe, verilog_text
 from .sim_top import SIM_MAIN_CPP, SIM_TOP, sim_top_verilog
@@ -91,10 +91,23 @@ def run_spmv(config: Config, W, X, *, seed: int = 1, stalls: Stalls = Stalls(),
     single = X.ndim == 1
     batch = X[None, :] if single else X
     rows = W.shape[0]
-    values, indices = csb.pack_w(config, W)
-    w_words = csb.w_beat_ints(config, values, indices)
-    x_words = csb.x_beat_ints(config, csb.pack_x(config, batch))
     vectors = batch.shape[0]
+    if config.pattern == "unstructured":
+        values, columns, group_end = unstructured.pack_w(config, W)
+        w_words = unstructured.w_beat_ints(config, values, columns, group_end)
+        x_words = unstructured.x_beat_ints(config, unstructured.pack_x(config, batch))
+        lengths = unstructured.beat_cycles(config, values, columns)
+        stream = int(lengths.sum())
+        # Steady state is measured between beat acceptances: the crossbar's extra cycles
+        # on the very last beat come after its acceptance.
+        last_beat_extra = int(lengths[-1]) - 1
+        useful = vectors * int(np.count_nonzero(W))
+    else:
+        values, indices = csb.pack_w(config, W)
+        w_words = csb.w_beat_ints(config, values, indices)
+        x_words = csb.x_beat_ints(config, csb.pack_x(config, batch))
+        stream = len(w_words)
+        useful = cycles.useful_macs(config, rows, vectors)
     groups = config.row_groups(rows)
     y_total = vectors * groups
 
@@ -134,19 +147,18 @@ def run_spmv(config: Config, W, X, *, seed: int = 1, stalls: Stalls = Stalls(),
     Y = csb.unpack_y(config, [word & mask for word in y_words], rows, batch=vectors)
     expected_tlast = [int((i + 1) % groups == 0) for i in range(y_total)]
 
-    useful = cycles.useful_macs(config, rows, vectors)
     steady = figures["last_w"] - figures["first_w"] + 1
     report = {
         "rows": rows,
         "cols": int(W.shape[1]),
         "vectors": vectors,
         "cycles": figures["cycles"],
-        "ideal_cycles": cycles.ideal_cycles(config, rows, vectors),
+        "ideal_cycles": cycles.overlapped_cycles(config.x_beats, len(w_words), vectors),
         "pipeline_latency": describe(config)["derived"]["latency"],
         "utilization": useful / (config.multipliers * figures["cycles"]),
         "utilization_steady": useful / (config.multipliers * steady),
         "steady_cycles": steady,
-        "ideal_steady_cycles": cycles.steady_cycles(config, rows, vectors),
+        "ideal_steady_cycles": vectors * len(w_words),
         "useful_macs": useful,
         "multipliers": config.multipliers,
         "w_beats": figures["w_beats"],
@@ -160,4 +172,9 @@ def run_spmv(config: Config, W, X, *, seed: int = 1, stalls: Stalls = Stalls(),
         "sim_cycles_per_second": figures["sim_cycles"] / wall if wall > 0 else float("inf"),
         "seed": seed,
     }
+    if config.pattern == "unstructured":
+        # The golden cycle model of the crossbar: conflicts included, stalls excluded.
+        report["predicted_cycles"] = cycles.overlapped_cycles(config.x_beats, stream, vectors)
+        report["predicted_steady_cycles"] = vectors * stream - last_beat_extra
+        report["crossbar_stall_cycles"] = figures["crossbar_stalls"]
     return SimResult(y=Y[0] if single else Y, report=report)

@@ -351,6 +351,9 @@ def add_spmv(subparsers) -> None:
     parser.add_argument("--y-burst", type=_probability, default=0.0, metavar="P",
                         help="probability of starting a 1..256-cycle back-pressure burst")
     parser.add_argument("--waves", metavar="FILE.vcd", help="write a VCD of the run")
+    parser.add_argument("--order", choices=("banks", "columns"), default="banks",
+                        help="pattern unstructured: order of a row's nonzeros in the stream; "
+                             "banks (default) avoids crossbar conflicts, columns is plain")
     parser.set_defaults(run=run_spmv)
 
 
@@ -371,12 +374,13 @@ def run_spmv(args) -> int:
                        f"{config.cols} (a shorter matrix is padded, a longer one does not fit)")
     if x.shape[-1] != cols:
         raise CliError(f"{args.x} has {x.shape[-1]} columns; {args.weights} has {cols}")
-    if cols % config.bank_size:
-        raise CliError(f"{args.weights} has {cols} columns, not a multiple of bank_size "
-                       f"({config.bank_size})")
-    violation = check_bbs(weights, config.bank_size, config.nnz_per_bank)
-    if violation is not None:
-        raise CliError(f"{args.weights} breaks the configured pattern: {violation.message}")
+    if config.pattern == "bbs":
+        if cols % config.bank_size:
+            raise CliError(f"{args.weights} has {cols} columns, not a multiple of bank_size "
+                           f"({config.bank_size})")
+        violation = check_bbs(weights, config.bank_size, config.nnz_per_bank)
+        if violation is not None:
+            raise CliError(f"{args.weights} breaks the configured pattern: {violation.message}")
     out = Path(args.out)
     if not out.parent.is_dir():
         raise CliError(f"cannot write {args.out}: directory {str(out.parent)!r} does not exist")
@@ -384,6 +388,7 @@ def run_spmv(args) -> int:
     stalls = Stalls(x_idle=args.x_idle, w_idle=args.w_idle, y_stall=args.y_stall,
                     y_burst=args.y_burst)
     result = rtl_spmv(config, weights, x, seed=args.seed, stalls=stalls, waves=args.waves,
+                      order=args.order,
                       log=lambda message: print(message, file=sys.stderr, flush=True))
     report = dict(result.report)
     mismatches = int(np.count_nonzero(result.y != expected))
@@ -445,6 +450,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_generate(subparsers)
     add_spmv(subparsers)
     add_demo(subparsers)
+    # Imported here: synth.flow uses this module's helpers (CliError, config options).
+    from bbsparse.synth.flow import add_synth
+
+    add_synth(subparsers)
     return parser
 
 

@@ -7,9 +7,17 @@ column can be used by any lane. Its wire formats (specified in the README):
 - **x**: ``x_beats = ceil(cols / lanes)`` beats of ``lanes`` activations, in order: beat
   ``t``, lane ``l`` is ``x[t*lanes + l]`` (zero past ``cols``). Column ``j`` then sits in
   bank ``j % lanes`` at address ``j // lanes``, where the crossbar looks for it.
-- **w**: rows in groups of ``pes`` (row ``g*pes + p`` to PE ``p``). A row's nonzeros, in
-  column order, fill its lanes ``lanes`` at a time; a group takes
-  ``max(1, max_p ceil(nnz(row)/lanes))`` beats, shorter rows padded with zero entries.
+- **w**: rows in groups of ``pes`` (row ``g*pes + p`` to PE ``p``). A row's nonzeros fill
+  its lanes ``lanes`` at a time, in any order (the hardware takes whatever comes); a group
+  takes as many beats as its longest row, shorter rows padded with zero entries, and at
+  least one. The packer orders them one of two ways:
+
+  - ``order="banks"`` (default): beat ``s`` of a row takes the ``s``-th nonzero of each
+    bank (column mod lanes), so no beat has a bank conflict and a row takes as many beats
+    as its busiest bank holds nonzeros: the fewest cycles the crossbar allows;
+  - ``order="columns"``: nonzeros in column order, ``lanes`` a beat; fewer beats, but
+    beats with colliding columns cost the crossbar extra cycles.
+
   Entry ``p*lanes + l`` is ``value | column << weight_width`` (``index_width = ceil(log2
   cols)`` column bits); above all entries one bit marks the last beat of the row group.
   A zero-valued entry is padding: it fetches nothing. ``tlast`` marks the last beat of the
@@ -63,10 +71,30 @@ def x_beat_ints(cfg, beats) -> list[int]:
     return pack_fields(beats.reshape(-1, cfg.lanes), cfg.act_width)
 
 
-def pack_w(cfg, W) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+ORDERS = ("banks", "columns")
+
+
+def _row_slots(columns: np.ndarray, lanes: int, order: str) -> tuple[np.ndarray, np.ndarray]:
+    """(beat, lane) of each of a row's nonzero `columns` (ascending)."""
+    if order == "columns":
+        slots = np.arange(len(columns))
+        return slots // lanes, slots % lanes
+    # The k-th nonzero of bank b goes to beat k, lane b: one request per bank per beat.
+    banks = columns % lanes
+    beat = np.zeros(len(columns), np.int64)
+    for bank in range(lanes):
+        members = np.flatnonzero(banks == bank)
+        beat[members] = np.arange(len(members))
+    return beat, banks
+
+
+def pack_w(cfg, W, order: str = "banks") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(values, columns, group_end) of the row-wise stream: ``(beats, pes*lanes)`` twice and
-    ``(beats,)``. Rows are padded to a multiple of pes with empty rows."""
+    ``(beats,)``. Rows are padded to a multiple of pes with empty rows; `order` is the
+    module docstring's."""
     _require_unstructured(cfg)
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
     W = as_integers(W, "W")
     if W.ndim != 2 or W.shape[1] > cfg.cols or W.shape[0] < 1:
         raise ValueError(f"W must be (rows, cols) with cols <= {cfg.cols}, not shape {W.shape}")
@@ -78,14 +106,14 @@ def pack_w(cfg, W) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows = [group * pes + p for p in range(pes)]
         nonzeros = [np.flatnonzero(W[r]) if r < W.shape[0] else np.zeros(0, np.int64)
                     for r in rows]
-        beats = max(1, max(-(-len(cols) // lanes) for cols in nonzeros))
+        slots = [_row_slots(cols, lanes, order) for cols in nonzeros]
+        beats = max(1, max((int(beat.max()) + 1 for beat, _ in slots if len(beat)), default=1))
         group_values = np.zeros((beats, pes * lanes), np.int64)
         group_columns = np.zeros((beats, pes * lanes), np.int64)
-        for p, (row, cols) in enumerate(zip(rows, nonzeros, strict=True)):
-            if len(cols):
-                slots = np.arange(len(cols))
-                group_values[slots // lanes, p * lanes + slots % lanes] = W[row, cols]
-                group_columns[slots // lanes, p * lanes + slots % lanes] = cols
+        for p, (row, cols, (beat, lane)) in enumerate(zip(rows, nonzeros, slots, strict=True)):
+            if len(cols):  # padding rows past the matrix have none
+                group_values[beat, p * lanes + lane] = W[row, cols]
+                group_columns[beat, p * lanes + lane] = cols
         values.append(group_values)
         columns.append(group_columns)
         end = np.zeros(beats, bool)

@@ -79,12 +79,14 @@ def _write_hex(path: Path, words, width: int) -> None:
 
 def run_spmv(config: Config, W, X, *, seed: int = 1, stalls: Stalls = Stalls(),
              waves: str | Path | None = None, max_cycles: int | None = None,
-             workdir: str | Path | None = None, log=None) -> SimResult:
+             workdir: str | Path | None = None, order: str = "banks", log=None) -> SimResult:
     """Multiply W (rows, cols) by X ((cols,) or (batch, cols)) on the RTL.
 
     Returns y with the shape of the golden `spmv` and a report: cycles (first x beat accepted
     to last y beat, inclusive), ideal cycles, utilization (whole run and steady state),
     useful MACs, multipliers, stall counts, the `error` output, simulated cycles per second.
+    `order` is how the unstructured engine's stream orders a row's nonzeros
+    (``golden.unstructured.pack_w``).
     """
     W = np.asarray(W)
     X = np.asarray(X)
@@ -93,7 +95,7 @@ def run_spmv(config: Config, W, X, *, seed: int = 1, stalls: Stalls = Stalls(),
     rows = W.shape[0]
     vectors = batch.shape[0]
     if config.pattern == "unstructured":
-        values, columns, group_end = unstructured.pack_w(config, W)
+        values, columns, group_end = unstructured.pack_w(config, W, order)
         w_words = unstructured.w_beat_ints(config, values, columns, group_end)
         x_words = unstructured.x_beat_ints(config, unstructured.pack_x(config, batch))
         lengths = unstructured.beat_cycles(config, values, columns)
@@ -177,4 +179,5 @@ def run_spmv(config: Config, W, X, *, seed: int = 1, stalls: Stalls = Stalls(),
         report["predicted_cycles"] = cycles.overlapped_cycles(config.x_beats, stream, vectors)
         report["predicted_steady_cycles"] = vectors * stream - last_beat_extra
         report["crossbar_stall_cycles"] = figures["crossbar_stalls"]
+        report["unstructured_order"] = order
     return SimResult(y=Y[0] if single else Y, report=report)

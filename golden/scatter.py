@@ -60,18 +60,20 @@ def scatter_banked(banks, addrs, values, accumulate: bool) -> np.ndarray:
 
 
 def scatter_crossbar(
-    memory_flat, indices, values, lanes: int, accumulate: bool
+    memory_flat, indices, values, lanes: int, accumulate: bool, mask=None
 ) -> tuple[np.ndarray, int, int]:
     """Crossbar scatter: (memory, cycles, stall_cycles) after updates ``(rows, lanes)``.
 
     Index ``i`` of `memory_flat` lives in bank ``i % lanes``; the cycles follow the gather
-    arbiter. Returns an updated copy of `memory_flat`.
+    arbiter. `mask` (same shape, boolean) says which lanes carry an update at all. Returns
+    an updated copy of `memory_flat`.
     """
     memory = np.array(memory_flat)
     if memory.ndim != 1:
         raise ValueError(f"memory_flat must be 1-D, not shape {memory.shape}")
     indices = check_requests(indices, lanes, memory.size)
     values = _values(values, indices.shape)
-    cycles, stalls = schedule_cycles(crossbar_schedule(indices, lanes))
-    _update(memory, indices, values, accumulate)
+    requesting = np.ones(indices.shape, bool) if mask is None else np.asarray(mask, bool)
+    cycles, stalls = schedule_cycles(crossbar_schedule(indices, lanes, requesting))
+    _update(memory, indices[requesting], values[requesting], accumulate)
     return memory, cycles, stalls

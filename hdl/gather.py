@@ -7,9 +7,18 @@ from amaranth.lib.wiring import In, Out
 from ..golden.config import clog2
 from .pipeline import require_positive
 
-__all__ = ["Gather", "MODES", "crossbar_grants"]
+__all__ = ["Gather", "MODES", "check_mode", "crossbar_grants", "request_stage"]
 
 MODES = ("banked", "crossbar")
+
+
+def check_mode(mode: str, lanes: int) -> None:
+    """Refuse an unknown mode, and a crossbar whose bank selection would need a divider."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if mode == "crossbar" and lanes & (lanes - 1):
+        raise ValueError(f"lanes must be a power of two in crossbar mode (bank = index mod "
+                         f"lanes is then a bit slice), not {lanes!r}")
 
 
 def crossbar_grants(m, pending, banks, name: str):
@@ -26,6 +35,60 @@ def crossbar_grants(m, pending, banks, name: str):
             blocked = blocked | (pending[lower] & (banks[lower] == banks[lane]))
         m.d.comb += grant[lane].eq(pending[lane] & ~blocked)
     return grant
+
+
+def request_stage(m, req, *, mode: str, lanes: int, copies: int = 1, advance=1, accept=1):
+    """Stage A of the gather and the scatter: the request row being arbitrated.
+
+    Holds the row accepted from stream `req` (payload fields `index` and `mask`, one per
+    lane and copy) and the mask of its lanes still pending; each cycle in which `advance`
+    is high, the granted lanes leave the mask, and when the last ones go (`finishing`) the
+    next row may come in. `accept` can hold new rows back. Counts stall cycles (a row's
+    cycles beyond its first) into ``stall_cycles`` of the returned record.
+
+    Returns (a_valid, a_row, banks, addresses, grant, finishing): per lane its bank
+    (``index mod lanes`` in crossbar mode, its own lane in banked mode) and its address in
+    that bank.
+    """
+    count = lanes * copies
+    bank_bits = clog2(lanes)
+    a_valid = Signal()
+    a_row = Signal(req.payload.shape())
+    pending = Signal(count)
+    banks, addresses = [], []
+    for i in range(count):
+        index = a_row.index[i]
+        if mode == "crossbar":
+            banks.append(index[:bank_bits] if bank_bits else 0)
+            addresses.append(index[bank_bits:])
+        else:
+            banks.append(i % lanes)
+            addresses.append(index)
+    grant = Signal(count)
+    for copy in range(copies):
+        part = slice(copy * lanes, (copy + 1) * lanes)
+        if mode == "crossbar":
+            m.d.comb += grant[part].eq(crossbar_grants(m, pending[part], banks[part],
+                                                       f"copy{copy}"))
+        else:
+            m.d.comb += grant[part].eq(pending[part])
+    finishing = Signal()
+    stall_cycles = Signal(32)
+    m.d.comb += [
+        finishing.eq(a_valid & ((pending & ~grant) == 0)),
+        req.ready.eq(advance & (~a_valid | finishing) & accept),
+    ]
+    with m.If(advance):
+        m.d.sync += pending.eq(pending & ~grant)
+        with m.If(a_valid & ~finishing):
+            m.d.sync += stall_cycles.eq(stall_cycles + 1)
+        with m.If(req.ready):
+            m.d.sync += [
+                a_valid.eq(req.valid),
+                a_row.eq(req.payload),
+                pending.eq(Mux(req.valid, req.payload.mask, 0)),
+            ]
+    return a_valid, a_row, banks, addresses, grant, finishing, stall_cycles
 
 
 class Gather(wiring.Component):
@@ -64,11 +127,7 @@ class Gather(wiring.Component):
                  copies: int = 1, side_width: int = 1):
         require_positive(lanes=lanes, width=width, depth=depth, copies=copies,
                          side_width=side_width)
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        if mode == "crossbar" and lanes & (lanes - 1):
-            raise ValueError(f"lanes must be a power of two in crossbar mode (bank = index mod "
-                             f"lanes is then a bit slice), not {lanes!r}")
+        check_mode(mode, lanes)
         self._lanes = lanes
         self._width = width
         self._depth = depth
@@ -107,50 +166,15 @@ class Gather(wiring.Component):
         lanes, copies = self._lanes, self._copies
         count = lanes * copies
         bank_bits = clog2(lanes)
-        req_layout = self.req.payload.shape()
 
         # Everything moves only when the output register is free or being emptied.
         advance = Signal()
         m.d.comb += advance.eq(~self.resp.valid | self.resp.ready)
 
         # Stage A: the row being arbitrated.
-        a_valid = Signal()
-        a_row = Signal(req_layout)
-        pending = Signal(count)
-
-        banks = []
-        addresses = []
-        for i in range(count):
-            index = a_row.index[i]
-            if self._mode == "crossbar":
-                banks.append(index[:bank_bits] if bank_bits else 0)
-                addresses.append(index[bank_bits:])
-            else:
-                banks.append(i % lanes)
-                addresses.append(index)
-        grant = Signal(count)
-        for copy in range(copies):
-            part = slice(copy * lanes, (copy + 1) * lanes)
-            if self._mode == "crossbar":
-                copy_grant = crossbar_grants(m, pending[part], banks[part], f"copy{copy}")
-            else:
-                copy_grant = pending[part]
-            m.d.comb += grant[part].eq(copy_grant)
-        finishing = Signal()
-        m.d.comb += [
-            finishing.eq(a_valid & ((pending & ~grant) == 0)),
-            self.req.ready.eq(advance & (~a_valid | finishing)),
-        ]
-        with m.If(advance):
-            m.d.sync += pending.eq(pending & ~grant)
-            with m.If(a_valid & ~finishing):
-                m.d.sync += self.stall_cycles.eq(self.stall_cycles + 1)
-            with m.If(self.req.ready):
-                m.d.sync += [
-                    a_valid.eq(self.req.valid),
-                    a_row.eq(self.req.payload),
-                    pending.eq(Mux(self.req.valid, self.req.payload.mask, 0)),
-                ]
+        a_valid, a_row, banks, addresses, grant, finishing, stalls = request_stage(
+            m, self.req, mode=self._mode, lanes=lanes, copies=copies, advance=advance)
+        m.d.comb += self.stall_cycles.eq(stalls)
 
         # The memories: bank k of a set reads the address of the lane granted to it.
         b_grant = Signal(count)

@@ -48,6 +48,19 @@ class ResultQueue(wiring.Component):
             "y_ready": In(1),
         })
 
+    def connect(self, m, macs, core) -> None:
+        """Take `macs`' (a :class:`~bbsparse.hdl.mac_array.MACArray`) results in and drive
+        `core`'s ``m_axis_y`` ports."""
+        m.d.comb += [
+            self.w_data.eq(macs.y),
+            self.w_last.eq(macs.y_tlast),
+            self.w_en.eq(macs.y_valid),
+            core.m_axis_y_tdata.eq(self.y_data),
+            core.m_axis_y_tlast.eq(self.y_last),
+            core.m_axis_y_tvalid.eq(self.y_valid),
+            self.y_ready.eq(core.m_axis_y_tready),
+        ]
+
     def elaborate(self, platform):
         m = Module()
         inflight = Signal(range(self._credits + 1))

@@ -5,7 +5,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden.config import clog2
-from .gather import MODES, crossbar_grants
+from .gather import check_mode, request_stage
 from .pipeline import require_positive
 
 __all__ = ["Scatter"]
@@ -41,11 +41,7 @@ class Scatter(wiring.Component):
     def __init__(self, *, lanes: int, width: int, depth: int, mode: str = "crossbar",
                  accumulate: bool = True):
         require_positive(lanes=lanes, width=width, depth=depth)
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        if mode == "crossbar" and lanes & (lanes - 1):
-            raise ValueError(f"lanes must be a power of two in crossbar mode (bank = index mod "
-                             f"lanes is then a bit slice), not {lanes!r}")
+        check_mode(mode, lanes)
         if not isinstance(accumulate, bool):
             raise ValueError(f"accumulate must be a boolean, not {accumulate!r}")
         self._lanes = lanes
@@ -68,43 +64,14 @@ class Scatter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         lanes = self._lanes
-        bank_bits = clog2(lanes)
         addr_width = max(1, clog2(self._depth))
 
-        # Stage A: the row being arbitrated (the gather's rule).
-        a_valid = Signal()
-        a_row = Signal(self.req.payload.shape())
-        pending = Signal(lanes)
-        banks, addresses = [], []
-        for lane in range(lanes):
-            index = a_row.index[lane]
-            if self._mode == "crossbar":
-                banks.append(index[:bank_bits] if bank_bits else 0)
-                addresses.append(index[bank_bits:])
-            else:
-                banks.append(lane)
-                addresses.append(index)
-        if self._mode == "crossbar":
-            grant = crossbar_grants(m, pending, banks, "update")
-        else:
-            grant = pending
-        finishing = Signal()
+        # Stage A: the row being arbitrated (the gather's rule). No new update while a
+        # read-out's words wait at the read ports: an update's read would replace them.
         rd_pending = Signal()  # a read-out's words arrive at the read ports this cycle
-        m.d.comb += [
-            finishing.eq(a_valid & ((pending & ~grant) == 0)),
-            # No new update while a read-out's words wait at the read ports: an update's
-            # read would replace them.
-            self.req.ready.eq((~a_valid | finishing) & ~rd_pending),
-        ]
-        m.d.sync += pending.eq(pending & ~grant)
-        with m.If(a_valid & ~finishing):
-            m.d.sync += self.stall_cycles.eq(self.stall_cycles + 1)
-        with m.If(self.req.ready):
-            m.d.sync += [
-                a_valid.eq(self.req.valid),
-                a_row.eq(self.req.payload),
-                pending.eq(Mux(self.req.valid, self.req.payload.mask, 0)),
-            ]
+        a_valid, a_row, banks, addresses, grant, finishing, stalls = request_stage(
+            m, self.req, mode=self._mode, lanes=lanes, accept=~rd_pending)
+        m.d.comb += self.stall_cycles.eq(stalls)
 
         # Read-out: only while no update is arbitrating or about to write, and only when the
         # response register is free.

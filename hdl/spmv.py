@@ -169,12 +169,6 @@ class BBSSpMV(wiring.Component):
             macs.first.eq(delay(m, group_start, self.MEMORY_LATENCY, "beat_first")),
             macs.last.eq(delay(m, row_end | w_last, self.MEMORY_LATENCY, "beat_last")),
             macs.tlast.eq(delay(m, w_last, self.MEMORY_LATENCY, "beat_tlast")),
-            queue.w_data.eq(macs.y),
-            queue.w_last.eq(macs.y_tlast),
-            queue.w_en.eq(macs.y_valid),
-            self.m_axis_y_tdata.eq(queue.y_data),
-            self.m_axis_y_tlast.eq(queue.y_last),
-            self.m_axis_y_tvalid.eq(queue.y_valid),
-            queue.y_ready.eq(self.m_axis_y_tready),
         ]
+        queue.connect(m, macs, self)
         return m

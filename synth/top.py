@@ -1,0 +1,111 @@
+"""`bbs_synth_top`: the core behind a few pins, for place and route and timing.
+
+The core's streams are hundreds of bits wide, more than the packages have pins. This top
+feeds every core input from a serial-in shift register and captures every core output into
+a parallel-in serial-out register, so that
+
+- nothing of the core is optimised away (every input is a register Yosys cannot predict,
+  every output is observed), and
+- place and route sees the paths a board top would give it: register to core to register,
+  with only five pins (clock, reset, serial in, load, serial out).
+
+The reset pin goes through a two-register synchroniser, so the core's reset is a register
+too and no path from a pin limits the clock.
+"""
+
+from amaranth.hdl import Cat, ClockDomain, DomainRenamer, Module, Shape, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..golden.config import Config
+from .targets import TOP_NAME
+
+__all__ = ["TOP_NAME", "SynthTop", "PINS"]
+
+#: The top's pins, in the order the constraint files list them.
+PINS = ("clk", "rst", "sin", "load", "sout")
+
+
+def core_of(config: Config):
+    """The core `bbsparse generate` would emit for `config` (the engine its pattern names)."""
+    from ..hdl import generate
+
+    core_class = getattr(generate, "core_class", None)
+    if core_class is None:
+        from ..hdl.spmv import BBSSpMV
+
+        return BBSSpMV(config)
+    return core_class(config)(config)
+
+
+class SynthTop(wiring.Component):
+    """`bbs_spmv` for `config` behind a serial register chain.
+
+    Ports
+    -----
+    clk : In(1)   the one clock.
+    rst : In(1)   asynchronous to `clk`; synchronised before it resets the core.
+    sin : In(1)   shifted into the input register (all core inputs) every cycle.
+    load : In(1)  captures every core output into the output register; otherwise it shifts.
+    sout : Out(1) the output register's low bit.
+
+    The registers cost :attr:`input_bits` + :attr:`output_bits` flip-flops and about
+    :attr:`output_bits` LUTs (the load/shift multiplexer) beside the core.
+    """
+
+    def __init__(self, config: Config):
+        if not isinstance(config, Config):
+            raise TypeError(f"config must be a bbsparse Config, not {config!r}")
+        self._config = config
+        self._core = core_of(config)
+        members = self._core.signature.members
+        self._inputs = [(name, Shape.cast(m.shape).width)
+                        for name, m in members.items() if m.flow == In]
+        self._outputs = [(name, Shape.cast(m.shape).width)
+                         for name, m in members.items() if m.flow == Out]
+        super().__init__({"clk": In(1), "rst": In(1), "sin": In(1), "load": In(1),
+                          "sout": Out(1)})
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    @property
+    def input_bits(self) -> int:
+        return sum(width for _, width in self._inputs)
+
+    @property
+    def output_bits(self) -> int:
+        return sum(width for _, width in self._outputs)
+
+    def elaborate(self, platform):
+        m = Module()
+        # `pins` has no reset: it holds the synchroniser and the serial registers, whose
+        # contents do not matter. `core` is reset by the synchronised pin.
+        m.domains.pins = pins = ClockDomain("pins", reset_less=True, local=True)
+        m.domains.core = core_domain = ClockDomain("core", local=True)
+        rst_meta = Signal(name="rst_meta")
+        rst_sync = Signal(name="rst_sync")
+        m.d.pins += [rst_meta.eq(self.rst), rst_sync.eq(rst_meta)]
+        m.d.comb += [
+            pins.clk.eq(self.clk),
+            core_domain.clk.eq(self.clk),
+            core_domain.rst.eq(rst_sync),
+        ]
+
+        m.submodules.core = core = DomainRenamer("core")(self._core)
+
+        shift_in = Signal(self.input_bits, name="shift_in")
+        m.d.pins += shift_in.eq(Cat(self.sin, shift_in[:-1]))
+        offset = 0
+        for name, width in self._inputs:
+            m.d.comb += getattr(core, name).eq(shift_in[offset:offset + width])
+            offset += width
+
+        shift_out = Signal(self.output_bits, name="shift_out")
+        with m.If(self.load):
+            m.d.pins += shift_out.eq(Cat(*(getattr(core, name) for name, _ in self._outputs)))
+        with m.Else():
+            m.d.pins += shift_out.eq(shift_out >> 1)
+        m.d.comb += self.sout.eq(shift_out[0])
+        return m

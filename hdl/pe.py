@@ -1,13 +1,36 @@
 """A processing element: `lanes` multipliers, a pipelined adder tree, an accumulator."""
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import ClockSignal, Instance, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .adder_tree import AdderTree
 from .pipeline import delay, require_positive
 
-__all__ = ["PE"]
+__all__ = ["PE", "ECP5Multiplier"]
+
+
+class ECP5Multiplier(wiring.Component):
+    """p = a * b (signed 18 x 18) in one ECP5 MULT18X18D with its A, B and output registers:
+    latency 2, like the PE's operand and product registers."""
+
+    def __init__(self):
+        super().__init__({"a": In(signed(18)), "b": In(signed(18)), "p": Out(signed(36))})
+
+    def elaborate(self, platform):
+        m = Module()
+        ports = {f"i_A{i}": self.a[i] for i in range(18)}
+        ports.update({f"i_B{i}": self.b[i] for i in range(18)})
+        ports.update({f"i_C{i}": 0 for i in range(18)})
+        ports.update({f"o_P{i}": self.p[i] for i in range(36)})
+        m.submodules.mult = Instance(
+            "MULT18X18D",
+            p_REG_INPUTA_CLK="CLK0", p_REG_INPUTB_CLK="CLK0", p_REG_PIPELINE_CLK="NONE",
+            p_REG_OUTPUT_CLK="CLK0", p_CLK0_DIV="ENABLED", p_GSR="DISABLED",
+            p_RESETMODE="SYNC",
+            i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0,
+            i_CLK0=ClockSignal(), i_CE0=1, i_RST0=0, **ports)
+        return m
 
 
 class PE(wiring.Component):
@@ -72,11 +95,22 @@ class PE(wiring.Component):
         m.submodules.tree = tree = AdderTree(count=self._lanes,
                                              width=self._weight_width + self._act_width,
                                              levels_per_stage=self._tree_levels_per_stage)
+        # On the ECP5, Yosys maps `*` to a MULT18X18D but keeps the operand and product
+        # registers in the fabric, so the multiplier's 3.9 ns sits between two fabric
+        # registers. Instantiated, the block uses its own input and output registers: the
+        # same two cycles, register to register inside the DSP.
+        hard = (getattr(platform, "family", None) == "ecp5"
+                and max(self._weight_width, self._act_width) <= 18)
+        product_width = self._weight_width + self._act_width
         for lane in range(self._lanes):
+            if hard:
+                m.submodules[f"lane{lane}_mult"] = mult = ECP5Multiplier()
+                m.d.comb += [mult.a.eq(self.x[lane]), mult.b.eq(self.weight[lane]),
+                             tree.terms[lane].eq(mult.p[:product_width])]
+                continue
             x_operand = Signal(signed(self._act_width), name=f"lane{lane}_x_operand")
             w_operand = Signal(signed(self._weight_width), name=f"lane{lane}_w_operand")
-            product = Signal(signed(self._weight_width + self._act_width),
-                             name=f"lane{lane}_product")
+            product = Signal(signed(product_width), name=f"lane{lane}_product")
             m.d.sync += [
                 x_operand.eq(self.x[lane]),
                 w_operand.eq(self.weight[lane]),

@@ -65,8 +65,14 @@ class ResultQueue(wiring.Component):
         m = Module()
         inflight = Signal(range(self._credits + 1))
         pop = self.y_valid & self.y_ready
+        can_start = Signal(init=1)
+        m.d.comb += self.can_start.eq(can_start)
         m.d.sync += inflight.eq(inflight + self.start - pop)
-        m.d.comb += self.can_start.eq(inflight < self._credits)
+        # inflight <= credits always, so a pop alone always leaves room.
+        with m.If(self.start & ~pop):
+            m.d.sync += can_start.eq(inflight < self._credits - 1)
+        with m.Elif(~self.start & pop):
+            m.d.sync += can_start.eq(1)
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=self._width + 1,
                                                     depth=self._credits + 1)
         m.d.comb += [

@@ -36,7 +36,13 @@ class BBSSpMV(wiring.Component):
     Latency: :attr:`latency` cycles from the last w beat of a row group to its y beat.
     """
 
-    MEMORY_LATENCY = 1  # synchronous read of the vector banks
+    # A w beat's activation reaches the MAC array MEMORY_LATENCY cycles after the beat is
+    # accepted: the read address (round base + in-bank index) is registered, the memory
+    # reads synchronously, and its data is registered again. Only the middle one is needed
+    # for function; the other two keep the address adder and the block RAM's clock-to-output
+    # time (5.8-6.1 ns on an ECP5 DP16KD, whose output register Yosys does not use) out of
+    # the paths into the memory and into the multipliers.
+    MEMORY_LATENCY = 3
 
     def __init__(self, config: Config):
         if not isinstance(config, Config):
@@ -112,8 +118,10 @@ class BBSSpMV(wiring.Component):
         slot = Signal(range(max(2, c.nnz_per_bank)))
         round_ = Signal(range(max(2, c.rounds)), name="round")
         base = Signal(range(2 * x_beats))
-        group_start = (slot == 0) & (round_ == 0)
-        row_end = (slot == c.nnz_per_bank - 1) & (round_ == c.rounds - 1)
+        # Registered flags, computed with the counters' next state, so that `tready` is one
+        # gate from registers instead of comparators on the counters.
+        group_start = Signal(init=1, name="group_start")
+        row_end = Signal(init=int(c.cycles_per_row == 1), name="row_end")
         w_last = self.s_axis_w_tlast
         w_accept = Signal()
         m.d.comb += [
@@ -123,10 +131,10 @@ class BBSSpMV(wiring.Component):
             self.s_axis_w_tready.eq(xbuf.rd_full & (~group_start | queue.can_start)),
             w_accept.eq(self.s_axis_w_tvalid & self.s_axis_w_tready),
             queue.start.eq(w_accept & group_start),
-            # Every read of a beat happens in the cycle it is accepted, so the buffer is
-            # free as soon as the matrix's last beat is in.
             xbuf.switch.eq(w_accept & w_last),
-            xbuf.release.eq(w_accept & w_last),
+            # The last read of a matrix reaches the memory a cycle after its beat is
+            # accepted (registered address): free the buffer only then.
+            xbuf.release.eq(delay(m, w_accept & w_last, 1, "release")),
         ]
         error = Signal()
         m.d.comb += self.error.eq(error)
@@ -135,15 +143,20 @@ class BBSSpMV(wiring.Component):
         with m.If(w_accept):
             with m.If(row_end | w_last):
                 # A misplaced tlast still ends the group (and the matrix) where it stands.
-                m.d.sync += [slot.eq(0), round_.eq(0)]
+                m.d.sync += [slot.eq(0), round_.eq(0), group_start.eq(1),
+                             row_end.eq(int(c.cycles_per_row == 1))]
                 with m.If(w_last):
                     m.d.sync += base.eq(Mux(xbuf.rd_buf, 0, x_beats))
                 with m.Else():
                     m.d.sync += base.eq(Mux(xbuf.rd_buf, x_beats, 0))
             with m.Elif(slot == c.nnz_per_bank - 1):
-                m.d.sync += [slot.eq(0), round_.eq(round_ + 1), base.eq(base + c.bank_size)]
+                m.d.sync += [slot.eq(0), round_.eq(round_ + 1), base.eq(base + c.bank_size),
+                             group_start.eq(0),
+                             row_end.eq(int(c.nnz_per_bank == 1) & (round_ + 1 == c.rounds - 1))]
             with m.Else():
-                m.d.sync += slot.eq(slot + 1)
+                m.d.sync += [slot.eq(slot + 1), group_start.eq(0),
+                             row_end.eq((slot + 1 == c.nnz_per_bank - 1)
+                                        & (round_ == c.rounds - 1))]
 
         # Every lane of every PE reads its own memory: address = round base + in-bank index.
         for pe_index in range(pes):
@@ -153,16 +166,22 @@ class BBSSpMV(wiring.Component):
                 banks.w_addr.eq(xbuf.mem_addr),
                 banks.w_data.eq(self.s_axis_x_tdata),
                 banks.w_en.eq(xbuf.mem_en),
-                banks.r_en.eq(w_accept),
+                # Always reading: the data of a cycle without a beat is never used (the MAC
+                # array's `valid` says which are), and no enable fans out to every memory.
+                banks.r_en.eq(1),
             ]
             for lane in range(lanes):
                 i = pe_index * lanes + lane
+                r_addr = Signal.like(banks.r_addr[lane], name=f"pe{pe_index}_lane{lane}_r_addr")
+                x_word = Signal(c.act_width, name=f"pe{pe_index}_lane{lane}_x_word")
+                m.d.sync += [r_addr.eq(base + w_payload[i].index), x_word.eq(banks.r_data[lane])]
                 m.d.comb += [
-                    banks.r_addr[lane].eq(base + w_payload[i].index),
-                    macs.x[i].eq(banks.r_data[lane]),
+                    banks.r_addr[lane].eq(r_addr),
+                    macs.x[i].eq(x_word),
+                    # The weight travels beside its activation.
+                    macs.weight[i].eq(delay(m, w_payload[i].value, self.MEMORY_LATENCY,
+                                            f"pe{pe_index}_lane{lane}_weight")),
                 ]
-                # Weights are registered to line up with the memory's read data.
-                m.d.sync += macs.weight[i].eq(w_payload[i].value)
 
         m.d.comb += [
             macs.valid.eq(delay(m, w_accept, self.MEMORY_LATENCY, "beat_valid")),

@@ -61,13 +61,18 @@ class XBuffers(wiring.Component):
         m.d.comb += [
             self.x_ready.eq(~Mux(wr_buf, full[1], full[0])),
             self.mem_en.eq(self.x_valid & self.x_ready),
-            self.rd_full.eq(Mux(self.rd_buf, full[1], full[0])),
         ]
+        full_next = Signal(2)
+        rd_buf_next = Signal()
+        rd_full = Signal()
+        m.d.comb += [full_next.eq(full), rd_buf_next.eq(self.rd_buf), self.rd_full.eq(rd_full)]
+        m.d.sync += [full.eq(full_next), self.rd_buf.eq(rd_buf_next),
+                     rd_full.eq(Mux(rd_buf_next, full_next[1], full_next[0]))]
         with m.If(self.mem_en):
             m.d.comb += self.tlast_error.eq(self.x_last != final)
             with m.If(self.x_last | final):
+                m.d.comb += full_next.bit_select(wr_buf, 1).eq(1)
                 m.d.sync += [
-                    full.bit_select(wr_buf, 1).eq(1),
                     wr_buf.eq(~wr_buf),
                     count.eq(0),
                     self.mem_addr.eq(Mux(wr_buf, 0, beats)),
@@ -75,9 +80,10 @@ class XBuffers(wiring.Component):
             with m.Else():
                 m.d.sync += [count.eq(count + 1), self.mem_addr.eq(self.mem_addr + 1)]
         with m.If(self.switch):
-            m.d.sync += self.rd_buf.eq(~self.rd_buf)
+            m.d.comb += rd_buf_next.eq(~self.rd_buf)
         with m.If(self.release):
             # Buffers are released in the order they were filled. A release never meets
             # the fill of the same buffer: the writer only fills a buffer that is not full.
-            m.d.sync += [full.bit_select(release_buf, 1).eq(0), release_buf.eq(~release_buf)]
+            m.d.comb += full_next.bit_select(release_buf, 1).eq(0)
+            m.d.sync += release_buf.eq(~release_buf)
         return m

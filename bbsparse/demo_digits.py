@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .golden import cycles, prune
+from .golden import prune
 from .golden.config import Config
 from .golden.spmv import spmv
 
@@ -79,7 +79,7 @@ LEARNING_RATE = 1e-3
 FINETUNE_RATE = 5e-4
 WEIGHT_DECAY = 1e-4
 BLOCK = 4
-RTL_NA = "n/a (BBS hardware only)"
+RTL_NA = "n/a"
 
 
 # -- data --------------------------------------------------------------------------------------
@@ -274,11 +274,13 @@ class QuantizedNet:
 
 
 def layer_configs(bank: tuple[int, int] | None, out_shift: int) -> tuple[Config, Config]:
-    """The core configurations of both layers. A pattern the BBS hardware cannot hold is
-    modelled with the dense configuration (bank 8, 8 nonzeros): its accumulator is wide
-    enough for any row, so the golden result is exactly the integer network."""
-    bank_size, nnz = bank if bank is not None else (8, 8)
-    common = dict(lanes=LANES, pes=PES, bank_size=bank_size, nnz_per_bank=nnz)
+    """The core configurations of both layers: the BBS core for a bank pattern, otherwise
+    (unstructured, block) the unstructured engine, the same PEs behind the crossbar gather,
+    whose default accumulator holds a row of any length."""
+    if bank is None:
+        common = dict(lanes=LANES, pes=PES, pattern="unstructured")
+    else:
+        common = dict(lanes=LANES, pes=PES, bank_size=bank[0], nnz_per_bank=bank[1])
     layer1 = Config(**common, cols=INPUTS, out_shift=out_shift, relu=True,
                     out_width=HIDDEN_WIDTH)
     layer2 = Config(**common, cols=HIDDEN, out_shift=0, relu=False)
@@ -402,31 +404,30 @@ def _run(out, seed, patterns, test_images, train_epochs, finetune_epochs, log) -
         np.save(folder / "logits_golden.npy", logits_golden)
         _write_toml(folder / "layer1.toml", net.layer1)
         _write_toml(folder / "layer2.toml", net.layer2)
-        if pattern.bank is not None:
-            tic = time.monotonic()
-            hidden_rtl, logits_rtl, reports = rtl_inference(net, X_test, seed=seed + 1,
-                                                            workdir=folder, log=log)
-            np.save(folder / "hidden_rtl.npy", hidden_rtl)
-            np.save(folder / "logits_rtl.npy", logits_rtl)
-            images = len(X_test)
-            total_cycles = sum(r["cycles"] for r in reports)
-            useful = sum(r["useful_macs"] for r in reports)
-            ideal = sum(cycles.ideal_cycles(cfg, W.shape[0], images)
-                        for cfg, W in ((net.layer1, net.W1), (net.layer2, net.W2)))
-            row["rtl"] = {
-                "accuracy": float(np.mean(classify(logits_rtl) == y_test)),
-                "logit_mismatches": int(np.any(logits_rtl != logits_golden, axis=1).sum()),
-                "hidden_mismatches": int(np.any(hidden_rtl != hidden_golden, axis=1).sum()),
-                "error": any(r["error"] for r in reports),
-                "y_tlast_ok": all(r["y_tlast_ok"] for r in reports),
-                "cycles": total_cycles,
-                "ideal_cycles": ideal,
-                "cycles_per_inference": total_cycles / images,
-                "cycles_per_inference_by_layer": [r["cycles"] / images for r in reports],
-                "utilization": useful / (net.layer1.multipliers * total_cycles),
-                "utilization_by_layer": [r["utilization"] for r in reports],
-                "seconds": time.monotonic() - tic,
-            }
+        # Every pattern runs on hardware: the BBS core, or the unstructured engine.
+        tic = time.monotonic()
+        hidden_rtl, logits_rtl, reports = rtl_inference(net, X_test, seed=seed + 1,
+                                                        workdir=folder, log=log)
+        np.save(folder / "hidden_rtl.npy", hidden_rtl)
+        np.save(folder / "logits_rtl.npy", logits_rtl)
+        images = len(X_test)
+        total_cycles = sum(r["cycles"] for r in reports)
+        useful = sum(r["useful_macs"] for r in reports)
+        ideal = sum(r["ideal_cycles"] for r in reports)
+        row["rtl"] = {
+            "accuracy": float(np.mean(classify(logits_rtl) == y_test)),
+            "logit_mismatches": int(np.any(logits_rtl != logits_golden, axis=1).sum()),
+            "hidden_mismatches": int(np.any(hidden_rtl != hidden_golden, axis=1).sum()),
+            "error": any(r["error"] for r in reports),
+            "y_tlast_ok": all(r["y_tlast_ok"] for r in reports),
+            "cycles": total_cycles,
+            "ideal_cycles": ideal,
+            "cycles_per_inference": total_cycles / images,
+            "cycles_per_inference_by_layer": [r["cycles"] / images for r in reports],
+            "utilization": useful / (net.layer1.multipliers * total_cycles),
+            "utilization_by_layer": [r["utilization"] for r in reports],
+            "seconds": time.monotonic() - tic,
+        }
         rows.append(row)
         rtl = row["rtl"]
         log(f"{pattern.label}: float {_percent(row['float_accuracy'])}, int8 golden "

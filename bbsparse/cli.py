@@ -451,9 +451,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_spmv(subparsers)
     add_demo(subparsers)
     # Imported here: synth.flow uses this module's helpers (CliError, config options).
+    from bbsparse.synth.boards import add_board
     from bbsparse.synth.flow import add_synth
 
     add_synth(subparsers)
+    add_board(subparsers)
     return parser
 
 

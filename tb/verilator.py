@@ -22,10 +22,12 @@ from ..toolchain import build_root
 
 __all__ = ["WAIVERS", "verilator_build", "lint_flags"]
 
-# The Verilog files Amaranth generates, by name: the core, and the gather and scatter units
-# that their cocotb testbenches build on their own (tb/gather_tb.py, tb/scatter_tb.py).
+# The Verilog files Amaranth generates, by name: the core, the gather and scatter units that
+# their cocotb testbenches build on their own (tb/gather_tb.py, tb/scatter_tb.py), and the
+# PE as built for the ECP5 (tb/pe_tb.py).
 GENERATED_CORE = "bbs_spmv.v"
-GENERATED_UNITS = ("gather.v", "scatter.v")
+GENERATED_PE = "pe_ecp5.v"
+GENERATED_UNITS = ("gather.v", "scatter.v", GENERATED_PE)
 # The board top (hdl/board.py: UART, host link, core), built by tests/test_rtl_board.py.
 GENERATED_BOARD = "bbs_board.v"
 _GENERATED = (GENERATED_CORE, *GENERATED_UNITS, GENERATED_BOARD)
@@ -47,9 +49,9 @@ _RULES = (
      "The backend keeps unused intermediate wires and the unused bits of packed payloads\n"
      "(for example the index bits of a w entry once the address is formed, or the bank bits\n"
      "of a crossbar index)."),
-    ("DECLFILENAME", (GENERATED_CORE, GENERATED_BOARD),
-     "One file holds the core and all its submodules, named after the hierarchy. (Each unit\n"
-     "is a single module named after its file: nothing to waive.)"),
+    ("DECLFILENAME", (GENERATED_CORE, GENERATED_BOARD, GENERATED_PE),
+     "One file holds a design and all its submodules, named after the hierarchy. (The gather\n"
+     "and scatter units are single modules named after their files: nothing to waive.)"),
     ("CASEINCOMPLETE", (GENERATED_BOARD,),
      "The backend writes an FSM or m.Switch as a case statement without a default item, after\n"
      "an assignment of the value that holds when no item matches: the default is there, just\n"

@@ -25,8 +25,6 @@ The parameters (the unit's, the payload layouts, the seed, the stalls) arrive as
 
 from __future__ import annotations
 
-import json
-import os
 import random
 from dataclasses import dataclass, field
 
@@ -36,8 +34,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, RisingEdge, SimTimeoutError, with_timeout
 
 from ..golden.gather import crossbar_schedule, gather_banked, gather_crossbar, schedule_cycles
-from .cocotb_run import PARAMS_ENV
-from .stream import Clocked, StreamSink, StreamSource, pack, pause_pattern, unpack
+from .stream import Clocked, StreamSink, StreamSource, pack, params_from_env, pause_pattern, unpack
 
 PERIOD_NS = 10
 RESET_CYCLES = 4
@@ -66,10 +63,7 @@ class Params:
 
     @classmethod
     def from_env(cls) -> Params:
-        raw = json.loads(os.environ[PARAMS_ENV])
-        if "burst_len" in raw:
-            raw["burst_len"] = tuple(raw["burst_len"])
-        return cls(**raw)
+        return params_from_env(cls)
 
     @property
     def count(self) -> int:

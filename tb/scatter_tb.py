@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import bisect
 import functools
-import json
-import os
 import random
 from dataclasses import dataclass, field
 
@@ -39,8 +37,7 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, SimTimeoutError, 
 
 from ..golden.gather import crossbar_schedule
 from ..golden.scatter import scatter_banked, scatter_crossbar
-from .cocotb_run import PARAMS_ENV
-from .stream import Clocked, StreamSink, StreamSource, pack, pause_pattern, unpack
+from .stream import Clocked, StreamSink, StreamSource, pack, params_from_env, pause_pattern, unpack
 
 PERIOD_NS = 10
 RESET_CYCLES = 4
@@ -69,10 +66,7 @@ class Params:
 
     @classmethod
     def from_env(cls) -> Params:
-        raw = json.loads(os.environ[PARAMS_ENV])
-        if "burst_len" in raw:
-            raw["burst_len"] = tuple(raw["burst_len"])
-        return cls(**raw)
+        return params_from_env(cls)
 
     @property
     def span(self) -> int:

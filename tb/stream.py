@@ -54,6 +54,21 @@ def unpack(fields: list[list], word: int) -> dict:
     return out
 
 
+def params_from_env(cls):
+    """The testbench's parameters dataclass `cls`, from the JSON the pytest side put in the
+    environment (:data:`bbsparse.tb.cocotb_run.PARAMS_ENV`); JSON lists become the tuples
+    the dataclass declares for `burst_len`."""
+    import json
+    import os
+
+    from .cocotb_run import PARAMS_ENV
+
+    raw = json.loads(os.environ[PARAMS_ENV])
+    if "burst_len" in raw:
+        raw["burst_len"] = tuple(raw["burst_len"])
+    return cls(**raw)
+
+
 def pause_pattern(rng: random.Random, probability: float, max_run: int = 1,
                   burst: float = 0.0, burst_len: tuple[int, int] = (20, 60)) -> Iterator[bool]:
     """True = pause this cycle. With `probability` a run of 1..`max_run` pauses starts; with

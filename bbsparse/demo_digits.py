@@ -330,13 +330,6 @@ def classify(logits: np.ndarray) -> np.ndarray:
 # -- the whole demo ----------------------------------------------------------------------------
 
 
-def _write_toml(path: Path, config: Config) -> None:
-    """The configuration as `bbsparse spmv --config` reads it (booleans in TOML spelling)."""
-    lines = [f"{name} = {str(value).lower() if isinstance(value, bool) else value}"
-             for name, value in config.to_dict().items()]
-    path.write_text("\n".join(lines) + "\n")
-
-
 def _percent(value) -> str:
     return f"{100 * value:.2f} %" if isinstance(value, float) else str(value)
 
@@ -402,8 +395,8 @@ def _run(out, seed, patterns, test_images, train_epochs, finetune_epochs, log) -
         np.save(folder / "W1.npy", net.W1)
         np.save(folder / "W2.npy", net.W2)
         np.save(folder / "logits_golden.npy", logits_golden)
-        _write_toml(folder / "layer1.toml", net.layer1)
-        _write_toml(folder / "layer2.toml", net.layer2)
+        (folder / "layer1.toml").write_text(net.layer1.to_toml())
+        (folder / "layer2.toml").write_text(net.layer2.to_toml())
         # Every pattern runs on hardware: the BBS core, or the unstructured engine.
         tic = time.monotonic()
         hidden_rtl, logits_rtl, reports = rtl_inference(net, X_test, seed=seed + 1,

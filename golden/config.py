@@ -9,6 +9,7 @@ the rule; nothing is clamped.
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,6 +200,19 @@ class Config:
     def to_dict(self) -> dict:
         """Every parameter with its final value (defaults filled in)."""
         return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        """The configuration as a TOML file that :func:`load_config` reads back equal."""
+        lines = []
+        for name, value in self.to_dict().items():
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, str):
+                text = json.dumps(value)  # a JSON string is a TOML basic string
+            else:
+                text = str(value)
+            lines.append(f"{name} = {text}")
+        return "\n".join(lines) + "\n"
 
 
 PATTERNS = ("bbs", "unstructured")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..cli import CliError, add_config_options, config_from
 from ..golden.config import Config, ConfigError
+from ..hdl.generate import write_if_changed
 from .targets import (
     RAM_POLICIES,
     TARGETS,
@@ -189,24 +190,6 @@ class FlowResult:
     bitstream: Path
 
 
-def _toml(config: Config) -> str:
-    lines = []
-    for name, value in config.to_dict().items():
-        if isinstance(value, bool):
-            text = str(value).lower()
-        elif isinstance(value, str):
-            text = json.dumps(value)  # a TOML basic string
-        else:
-            text = str(value)
-        lines.append(f"{name} = {text}")
-    return "\n".join(lines) + "\n"
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    if not (path.exists() and path.read_text() == text):
-        path.write_text(text)
-
-
 def _progress(text: str, end: str = "\n") -> None:
     print(text, end=end, flush=True)
 
@@ -256,9 +239,9 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
     start = time.monotonic()
     top = SynthTop(config)
     verilog_path = out / f"{TOP_NAME}.v"
-    _write_if_changed(verilog_path, verilog.convert(top, name=TOP_NAME, emit_src=False,
+    write_if_changed(verilog_path, verilog.convert(top, name=TOP_NAME, emit_src=False,
                                                     platform=SynthPlatform(target)))
-    (out / "config.toml").write_text(_toml(config))
+    (out / "config.toml").write_text(config.to_toml())
     constraints = out / f"{TOP_NAME}{target.constraints_suffix}"
     constraints.write_text(target.constraints())
     steps["amaranth"] = {"seconds": round(time.monotonic() - start, 2),

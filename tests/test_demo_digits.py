@@ -9,6 +9,7 @@ from threadpoolctl import threadpool_limits
 
 from bbsparse import demo_digits as demo
 from bbsparse.cli import main
+from bbsparse.golden.config import load_config
 from bbsparse.golden.prune import check_bbs
 
 SEED = 7
@@ -125,6 +126,9 @@ def test_rtl_matches_golden_on_a_few_images(tmp_path):
     line = next(row for row in table.splitlines() if row.startswith("| unstructured"))
     assert demo.RTL_NA not in line and "0 / 6" in line
     assert json.loads((out / "results.json").read_text())["test_images"] == 6
+    # The saved layer configurations replay with `bbsparse spmv --config`.
+    assert load_config(out / "bbs-8-1" / "layer1.toml").relu
+    assert load_config(out / "unstructured-1-8" / "layer2.toml").pattern == "unstructured"
 
 
 def test_cli_rejects_unknown_model_and_bad_out(tmp_path, capsys):

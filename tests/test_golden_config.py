@@ -189,3 +189,15 @@ def test_load_config_invalid_value_in_file(tmp_path):
     path.write_text("bank_size = 4\nnnz_per_bank = 5\n")
     with pytest.raises(ConfigError, match=r"^nnz_per_bank must not exceed bank_size \(4\), not 5$"):
         load_config(path)
+
+
+@pytest.mark.parametrize("params", [
+    {},
+    {"relu": True, "out_shift": 3, "out_width": 8},
+    {"pattern": "unstructured", "lanes": 4, "cols": 64},
+])
+def test_to_toml_reads_back_equal(tmp_path, params):
+    config = Config(**params)
+    path = tmp_path / "c.toml"
+    path.write_text(config.to_toml())
+    assert load_config(path) == config

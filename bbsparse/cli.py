@@ -35,24 +35,25 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(message + hint)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
-    return value
+def number_type(convert, accept, rule: str):
+    """An argparse `type` that parses with `convert` and keeps only values `accept` takes;
+    anything else is refused as "must be <rule>, not '<text>'"."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {rule}, not {text!r}")
+        return value
+
+    return parse
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, not {text!r}")
-    return value
+_positive_int = number_type(int, lambda v: v >= 1, "a positive integer")
+_count = number_type(int, lambda v: v >= 0, "a non-negative integer")
+_probability = number_type(float, lambda v: 0.0 <= v < 1.0, "a probability in [0, 1)")
 
 
 # -- file helpers ----------------------------------------------------------------------------
@@ -317,16 +318,6 @@ def run_generate(args) -> int:
 
 
 # -- spmv ------------------------------------------------------------------------------------
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1), not {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be a probability in [0, 1), not {text!r}")
-    return value
 
 
 def add_spmv(subparsers) -> None:

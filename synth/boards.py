@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cli import CliError, add_config_options, config_from
+from ..cli import CliError, add_config_options, config_from, number_type
 from ..golden.config import Config
 from .flow import FlowError, classify_cell, parse_nextpnr_report, parse_yosys_stat, tool_path
 from .targets import TARGETS, Target, require_fit
@@ -192,7 +192,8 @@ def add_board(subparsers) -> None:
     add_config_options(parser)
     parser.add_argument("--board", required=True, choices=list(BOARDS))
     parser.add_argument("--out", metavar="DIR", help="output folder (default build/board/<board>)")
-    parser.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
+    parser.add_argument("--baud", type=number_type(int, lambda v: v >= 1, "a positive integer"),
+                        default=115200, help="UART baud rate (default 115200)")
     parser.add_argument("--max-w-beats", type=int, metavar="N",
                         help="weight memory depth in w beats (default: the board's)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")

@@ -13,7 +13,6 @@ the memories allow, by the pre-tool model only, then runs the flow once on the w
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from ..cli import CliError, add_config_options, config_from
+from ..cli import CliError, add_config_options, config_from, number_type
 from ..golden.config import Config, ConfigError
 from ..hdl.generate import write_if_changed
 from .targets import (
@@ -472,14 +471,7 @@ def fit_search(target: Target, base: Config, limit: int = 10, ram: str = "auto")
 # -- the command line ----------------------------------------------------------------------------
 
 
-def _mhz(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a frequency in MHz, not {text!r}") from None
-    if not 0 < value < 2000:
-        raise argparse.ArgumentTypeError(f"must be a frequency in MHz, not {text!r}")
-    return value
+_mhz = number_type(float, lambda v: 0 < v < 2000, "a frequency in MHz")
 
 
 def add_synth(subparsers) -> None:

@@ -6,7 +6,15 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..golden.config import Config
-from ..host import INFO_FIELDS, INFO_VERSION, MAX_LENGTH, BoardInfo, Command, Flags, Status
+from ..golden.protocol import (
+    INFO_FIELDS,
+    INFO_VERSION,
+    MAX_LENGTH,
+    BoardInfo,
+    Command,
+    Flags,
+    Status,
+)
 
 __all__ = ["HostLink"]
 

@@ -60,14 +60,14 @@ def pattern_runs(rows: int, cols: int, lanes: int, pes: int, vectors: int, seed:
     runs = []
     for name, bank, nnz in cases:
         config = Config(lanes=lanes, pes=pes, cols=cols, bank_size=bank, nnz_per_bank=nnz)
-        W = prune.prune_bbs(dense, bank, nnz)
+        W = prune.PRUNERS["bbs"](dense, bank_size=bank, nnz_per_bank=nnz)
         _log(f"bench: patterns: {name} ({rows}x{cols}, {lanes} lanes x {pes} PEs) ...")
         runs.append({"pattern": name, "kind": "dense" if nnz == bank else "bbs",
                      "density": nnz / bank, "nonzeros": int(np.count_nonzero(W)),
                      **_run(config, W, X)})
     for density in (1 / 2, 1 / 4, 1 / 8, 1 / 16):
         nonzeros = int(rows * cols * density)
-        W = prune.prune_unstructured(dense, nonzeros)
+        W = prune.PRUNERS["unstructured"](dense, nnz=nonzeros)
         config = Config(lanes=lanes, pes=pes, cols=cols, bank_size=16, pattern="unstructured")
         for order in ("banks", "columns"):
             name = f"unstructured {density:g} ({order})"
@@ -92,7 +92,8 @@ def scaling_runs(seed: int) -> list:
     grid += [("rows", dict(lanes=16, pes=2, cols=1024), rows) for rows in (64, 256, 1024)]
     for axis, params, rows in grid:
         config = Config(bank_size=8, nnz_per_bank=1, **params)
-        W = prune.prune_bbs(rng.integers(-128, 128, size=(rows, config.cols)), 8, 1)
+        W = prune.PRUNERS["bbs"](rng.integers(-128, 128, size=(rows, config.cols)),
+                                 bank_size=8, nnz_per_bank=1)
         X = rng.integers(-128, 128, size=(2, config.cols))
         _log(f"bench: scaling {axis}: lanes {config.lanes}, cols {config.cols}, rows {rows} ...")
         report = _run(config, W, X)
@@ -133,8 +134,8 @@ def fpga_runs(targets, out: Path, reuse: bool, seed: int) -> list:
             report = run_flow(target, config, folder).report
         rng = np.random.default_rng(seed)
         rows = 32 * config.pes
-        W = prune.prune_bbs(rng.integers(-128, 128, size=(rows, config.cols)),
-                            config.bank_size, config.nnz_per_bank)
+        W = prune.PRUNERS["bbs"](rng.integers(-128, 128, size=(rows, config.cols)),
+                                 bank_size=config.bank_size, nnz_per_bank=config.nnz_per_bank)
         X = rng.integers(-128, 128, size=(2, config.cols))
         _log(f"bench: FPGA {name}: utilization of that configuration on the RTL ...")
         sim = _run(config, W, X)

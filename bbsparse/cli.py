@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bbsparse.golden.prune import prune
+from bbsparse.golden.prune import OPTIONS as PRUNE_OPTIONS
+from bbsparse.golden.prune import PRUNERS, PruneOptionError
 
 __all__ = ["CliError", "main"]
 
@@ -133,18 +134,15 @@ def save_array(path: str, array: np.ndarray) -> None:
 
 # -- prune -----------------------------------------------------------------------------------
 
-PRUNE_HELP = """\
-patterns and their options:
-  bbs           --bank-size K --nnz-per-bank N: the N largest |w| of every bank of K columns
-  nm            --n N --m M: N of every M consecutive weights of a row (BBS with bank M);
-                without --n/--m, N:M is --nnz-per-bank:--bank-size
-  unstructured  --nnz TOTAL: the TOTAL largest |w| of the matrix; without --nnz, as many as
-                BBS with --bank-size/--nnz-per-bank keeps (rows * cols * N / K)
-  block         --block B [--blocks COUNT]: the COUNT B x B blocks of largest L1 norm; without
-                --blocks, the count nearest to the nonzeros BBS with --bank-size/--nnz-per-bank
-                keeps (rows * cols * N / K / B**2)
-ties in magnitude go to the lower index, so the result is deterministic
-"""
+def _prune_help() -> str:
+    """The epilog of ``bbsparse prune``: every pattern of the pruner registry."""
+    lines = ["patterns and their options:"]
+    for pruner in PRUNERS.values():
+        first, *rest = pruner.usage.split("\n")
+        lines.append(f"  {pruner.name:<13} {first}")
+        lines += [f"  {'':<13} {line}" for line in rest]
+    lines.append("ties in magnitude go to the lower index, so the result is deterministic")
+    return "\n".join(lines) + "\n"
 
 
 def add_prune(subparsers) -> None:
@@ -153,7 +151,7 @@ def add_prune(subparsers) -> None:
         "prune",
         help="prune a dense integer matrix to BBS (or another pattern)",
         description="Prune a dense integer matrix (.npy) by magnitude and write the result.",
-        epilog=PRUNE_HELP,
+        epilog=_prune_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -162,7 +160,7 @@ def add_prune(subparsers) -> None:
     parser.add_argument("--out", required=True, metavar="P.npy", help="pruned matrix to write")
     parser.add_argument(
         "--pattern",
-        choices=("bbs", "nm", "unstructured", "block"),
+        choices=list(PRUNERS),
         default="bbs",
         help="sparsity pattern (default: bbs)",
     )
@@ -176,84 +174,20 @@ def add_prune(subparsers) -> None:
     parser.set_defaults(run=run_prune)
 
 
-# Options that only make sense with one pattern; giving them to another is a mistake.
-_PATTERN_OPTIONS = {
-    "n": "nm",
-    "m": "nm",
-    "nnz": "unstructured",
-    "block": "block",
-    "blocks": "block",
-}
-
-
-def _bbs_nonzeros(args, shape: tuple[int, int], what: str) -> tuple[int, int, int]:
-    """(bank_size, nnz_per_bank, nonzeros BBS keeps) from --bank-size/--nnz-per-bank."""
-    if args.bank_size is None or args.nnz_per_bank is None:
-        raise CliError(f"--pattern {args.pattern} needs {what}")
-    rows, cols = shape
-    if args.nnz_per_bank > args.bank_size:
-        raise CliError(
-            f"--nnz-per-bank ({args.nnz_per_bank}) must not exceed --bank-size ({args.bank_size})"
-        )
-    if cols % args.bank_size:
-        raise CliError(
-            f"{args.weights} has {cols} columns, not a multiple of --bank-size ({args.bank_size})"
-        )
-    return args.bank_size, args.nnz_per_bank, rows * (cols // args.bank_size) * args.nnz_per_bank
-
-
 def prune_params(args, shape: tuple[int, int]) -> tuple[dict, str]:
-    """The keyword arguments of :func:`bbsparse.golden.prune.prune` and a description."""
-    for option, pattern in _PATTERN_OPTIONS.items():
-        if getattr(args, option) is not None and args.pattern != pattern:
-            raise CliError(f"--{option} applies to --pattern {pattern}, not {args.pattern}")
-    rows, cols = shape
-    if args.pattern == "bbs":
-        bank_size, nnz, _ = _bbs_nonzeros(args, shape, "--bank-size and --nnz-per-bank")
-        return {"bank_size": bank_size, "nnz_per_bank": nnz}, f"bbs {nnz}/{bank_size}"
-    if args.pattern == "nm":
-        if (args.n is None) != (args.m is None):
-            raise CliError("--pattern nm needs both --n and --m")
-        if args.n is None:
-            n, m = args.nnz_per_bank, args.bank_size
-            if n is None or m is None:
-                raise CliError("--pattern nm needs --n and --m (or --nnz-per-bank and --bank-size)")
-        else:
-            n, m = args.n, args.m
-        if n > m:
-            raise CliError(f"--n ({n}) must not exceed --m ({m})")
-        if cols % m:
-            raise CliError(f"{args.weights} has {cols} columns, not a multiple of M ({m})")
-        return {"n": n, "m": m}, f"nm {n}:{m}"
-    if args.pattern == "unstructured":
-        if args.nnz is None:
-            _, _, nnz = _bbs_nonzeros(args, shape, "--nnz (or --bank-size and --nnz-per-bank)")
-        else:
-            nnz = args.nnz
-        if nnz > rows * cols:
-            raise CliError(f"--nnz ({nnz}) exceeds the {rows * cols} weights of {args.weights}")
-        return {"nnz": nnz}, f"unstructured, {nnz} kept"
-    # block
-    if args.block is None:
-        raise CliError("--pattern block needs --block")
-    block = args.block
-    tiles = -(-rows // block) * -(-cols // block)
-    if args.blocks is None:
-        _, _, nonzeros = _bbs_nonzeros(args, shape, "--blocks (or --bank-size and --nnz-per-bank)")
-        # The nearest whole number of blocks, halves rounded up.
-        keep = min(tiles, (2 * nonzeros + block * block) // (2 * block * block))
-    else:
-        keep = args.blocks
-    if keep > tiles:
-        raise CliError(f"--blocks ({keep}) exceeds the {tiles} blocks of {block}x{block}")
-    return {"block": block, "keep": keep}, f"block {block}x{block}, {keep} of {tiles} kept"
+    """The keyword arguments of the chosen pruner and a description (the registry's rules)."""
+    options = {name: getattr(args, name) for name in PRUNE_OPTIONS}
+    try:
+        return PRUNERS[args.pattern].resolve(options, shape, args.weights)
+    except PruneOptionError as exc:
+        raise CliError(str(exc)) from None
 
 
 def run_prune(args) -> int:
     """``bbsparse prune``: load, prune, write atomically, print a one-line summary."""
     matrix = load_matrix(args.weights)
     params, description = prune_params(args, matrix.shape)
-    pruned = prune(matrix, args.pattern, **params)
+    pruned = PRUNERS[args.pattern](matrix, **params)
     save_array(args.out, pruned)
     rows, cols = pruned.shape
     kept = int(np.count_nonzero(pruned))
@@ -310,9 +244,8 @@ def run_generate(args) -> int:
     except OSError as exc:
         raise CliError(f"cannot write into {args.out}: {exc.strerror}") from None
     derived = describe(config)["derived"]
-    print(f"{v_path}, {j_path}: {config.lanes} lanes x {config.pes} PEs, bank "
-          f"{config.bank_size} nnz {config.nnz_per_bank}, cols {config.cols}; "
-          f"{derived['cycles_per_row']} cycles per row, latency {derived['latency']} "
+    print(f"{v_path}, {j_path}: {config.lanes} lanes x {config.pes} PEs, "
+          f"{config.format.outline(config)}, latency {derived['latency']} "
           f"({time.monotonic() - start:.1f} s)")
     return 0
 
@@ -352,7 +285,6 @@ def run_spmv(args) -> int:
     import json
 
     from bbsparse.golden import spmv as golden
-    from bbsparse.golden.prune import check_bbs
     from bbsparse.tb.harness import Stalls
     from bbsparse.tb.harness import run_spmv as rtl_spmv
 
@@ -365,13 +297,10 @@ def run_spmv(args) -> int:
                        f"{config.cols} (a shorter matrix is padded, a longer one does not fit)")
     if x.shape[-1] != cols:
         raise CliError(f"{args.x} has {x.shape[-1]} columns; {args.weights} has {cols}")
-    if config.pattern == "bbs":
-        if cols % config.bank_size:
-            raise CliError(f"{args.weights} has {cols} columns, not a multiple of bank_size "
-                           f"({config.bank_size})")
-        violation = check_bbs(weights, config.bank_size, config.nnz_per_bank)
-        if violation is not None:
-            raise CliError(f"{args.weights} breaks the configured pattern: {violation.message}")
+    violation = config.format.weights_violation(config, weights)
+    if violation is not None:
+        raise CliError(f"{args.weights} breaks the configured pattern "
+                       f"({config.pattern}): {violation}")
     out = Path(args.out)
     if not out.parent.is_dir():
         raise CliError(f"cannot write {args.out}: directory {str(out.parent)!r} does not exist")

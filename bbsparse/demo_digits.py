@@ -182,11 +182,11 @@ class Pattern:
 
 
 def _bbs(bank_size: int, nnz: int):
-    return lambda W: prune.prune_bbs(W, bank_size, nnz)
+    return lambda W: prune.PRUNERS["bbs"](W, bank_size=bank_size, nnz_per_bank=nnz)
 
 
 def _unstructured(density: float):
-    return lambda W: prune.prune_unstructured(W, round(density * W.size))
+    return lambda W: prune.PRUNERS["unstructured"](W, nnz=round(density * W.size))
 
 
 def block_mask(W: np.ndarray, keep: int) -> np.ndarray:
@@ -205,7 +205,7 @@ def block_mask(W: np.ndarray, keep: int) -> np.ndarray:
     weight = BLOCK**2 / np.outer(tile_rows, tile_cols)
     # Every weight of a tile shares its scale, so a tile's sum is BLOCK**2 * (mean|w| + 1);
     # the + 1 keeps every entry positive, so a kept tile is nonzero at every position.
-    ranked = prune.prune_block((np.abs(W) + 1.0) * weight, BLOCK, keep)
+    ranked = prune.PRUNERS["block"]((np.abs(W) + 1.0) * weight, block=BLOCK, keep=keep)
     return ranked != 0
 
 

@@ -14,6 +14,7 @@ import numbers
 import numpy as np
 
 __all__ = [
+    "clog2",
     "as_integers",
     "check_signed",
     "output_stage",
@@ -24,6 +25,11 @@ __all__ = [
 
 # int64 holds every signed value of at most this many bits.
 INT64_BITS = 64
+
+
+def clog2(n: int) -> int:
+    """ceil(log2(n)) for n >= 1."""
+    return (n - 1).bit_length()
 
 
 def signed_range(width: int) -> tuple[int, int]:

@@ -14,16 +14,14 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from .arith import clog2
+from .formats import FORMATS, format_of
+
 __all__ = ["Config", "ConfigError", "load_config", "parse_overrides"]
 
 
 class ConfigError(ValueError):
     """A configuration that cannot be built; the message names parameter, value and rule."""
-
-
-def clog2(n: int) -> int:
-    """ceil(log2(n)) for n >= 1."""
-    return (n - 1).bit_length()
 
 
 @dataclass(frozen=True)
@@ -46,8 +44,9 @@ class Config:
     # pipeline registers. 1 registers every level (best Fmax), larger values trade Fmax
     # for latency.
     tree_levels_per_stage: int = 1
-    # Which engine: "bbs" (the bank-balanced core of DESIGN §3-4) or "unstructured" (the
-    # same PEs fed through the crossbar gather from a row-wise compressed stream, README).
+    # Which engine, and so which wire format (DESIGN §9): a name of golden.formats.FORMATS
+    # ("bbs": the bank-balanced core of DESIGN §3-4; "unstructured": the same PEs behind
+    # the crossbar gather).
     pattern: str = "bbs"
 
     def __post_init__(self):
@@ -58,9 +57,9 @@ class Config:
                     raise ConfigError(f"relu must be a boolean (true or false), not {value!r}")
                 continue
             if field.name == "pattern":
-                if value not in PATTERNS:
+                if value not in FORMATS:
                     raise ConfigError(
-                        f"pattern must be one of {', '.join(map(repr, PATTERNS))}, not {value!r}")
+                        f"pattern must be one of {', '.join(map(repr, FORMATS))}, not {value!r}")
                 continue
             if value is None and field.name in ("acc_width", "out_width"):
                 continue
@@ -82,10 +81,8 @@ class Config:
             f"must be a multiple of bank_size ({self.bank_size})",
         )
 
-        if self.pattern == "unstructured":
-            self._require("lanes", self.lanes & (self.lanes - 1) == 0,
-                          "must be a power of two for pattern 'unstructured' (the crossbar "
-                          "routes column j to bank j mod lanes)")
+        for name, ok, rule in self.format.check(self):
+            self._require(name, ok, rule)
         if self.acc_width is None:
             object.__setattr__(self, "acc_width", self.default_acc_width)
         product = self.weight_width + self.act_width
@@ -116,6 +113,11 @@ class Config:
     # -- derived figures (DESIGN §2-4) ---------------------------------------------------
 
     @property
+    def format(self):
+        """The wire format of the engine this configuration selects (DESIGN §9)."""
+        return format_of(self)
+
+    @property
     def banks_per_row(self) -> int:
         return self.cols // self.bank_size
 
@@ -127,8 +129,7 @@ class Config:
     def default_acc_width(self) -> int:
         """weight_width + act_width + ceil(log2(nonzeros a row can hold)): no row can
         overflow. A BBS row holds nnz_per_row; an unstructured row up to cols."""
-        terms = self.cols if self.pattern == "unstructured" else self.nnz_per_row
-        return self.weight_width + self.act_width + clog2(terms)
+        return self.weight_width + self.act_width + clog2(self.format.accumulator_terms(self))
 
     @property
     def rounds(self) -> int:
@@ -148,16 +149,12 @@ class Config:
     def x_beats(self) -> int:
         """Beats of one x frame: lane-transposed banks for BBS (DESIGN §3); for the
         unstructured engine x in order, `lanes` activations a beat."""
-        if self.pattern == "unstructured":
-            return -(-self.cols // self.lanes)
-        return self.rounds * self.bank_size
+        return self.format.x_beats(self)
 
     @property
     def index_width(self) -> int:
         """Bits of a w entry's index: in-bank (BBS) or column (unstructured)."""
-        if self.pattern == "unstructured":
-            return max(1, clog2(self.cols))
-        return max(1, clog2(self.bank_size))
+        return self.format.index_width(self)
 
     @property
     def w_entry_width(self) -> int:
@@ -171,8 +168,7 @@ class Config:
     def w_beat_width(self) -> int:
         """Entries of every lane of every PE; the unstructured stream adds a group-end bit
         above them."""
-        extra = 1 if self.pattern == "unstructured" else 0
-        return self.pes * self.lanes * self.w_entry_width + extra
+        return self.pes * self.lanes * self.w_entry_width + self.format.w_flag_bits(self)
 
     @property
     def y_beat_width(self) -> int:
@@ -214,8 +210,6 @@ class Config:
             lines.append(f"{name} = {text}")
         return "\n".join(lines) + "\n"
 
-
-PATTERNS = ("bbs", "unstructured")
 
 PARAMETERS = tuple(f.name for f in dataclasses.fields(Config))
 

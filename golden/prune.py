@@ -8,12 +8,17 @@ deterministic. Magnitudes of signed integers are taken as uint64, so |-128| of a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 __all__ = [
+    "OPTIONS",
     "PATTERNS",
+    "PRUNERS",
+    "PruneOptionError",
+    "Pruner",
     "PatternViolation",
     "bbs_mask",
     "check_bbs",
@@ -23,9 +28,6 @@ __all__ = [
     "prune_nm",
     "prune_unstructured",
 ]
-
-PATTERNS = ("bbs", "unstructured", "block", "nm")
-
 
 def _matrix(W, allow_object: bool = False) -> np.ndarray:
     W = np.asarray(W)
@@ -163,25 +165,152 @@ def prune_block(W, block: int, keep: int) -> np.ndarray:
     return np.where(mask[:rows, :cols], W, 0).astype(W.dtype)
 
 
+# -- the pruner registry -------------------------------------------------------------------
+
+
+class PruneOptionError(ValueError):
+    """Options that do not describe a pruning of this matrix; names the option (as the
+    ``bbsparse prune`` flag) and the rule."""
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _bbs_budget(options: dict, shape: tuple[int, int], pattern: str, what: str,
+                source: str) -> tuple[int, int, int]:
+    """(bank_size, nnz_per_bank, nonzeros BBS keeps) from the bank options."""
+    bank_size, nnz = options.get("bank_size"), options.get("nnz_per_bank")
+    if bank_size is None or nnz is None:
+        raise PruneOptionError(f"--pattern {pattern} needs {what}")
+    rows, cols = shape
+    if nnz > bank_size:
+        raise PruneOptionError(
+            f"--nnz-per-bank ({nnz}) must not exceed --bank-size ({bank_size})")
+    if cols % bank_size:
+        raise PruneOptionError(
+            f"{source} has {cols} columns, not a multiple of --bank-size ({bank_size})")
+    return bank_size, nnz, rows * (cols // bank_size) * nnz
+
+
+def _resolve_bbs(options, shape, source):
+    bank_size, nnz, _ = _bbs_budget(options, shape, "bbs", "--bank-size and --nnz-per-bank",
+                                    source)
+    return {"bank_size": bank_size, "nnz_per_bank": nnz}, f"bbs {nnz}/{bank_size}"
+
+
+def _resolve_nm(options, shape, source):
+    n, m = options.get("n"), options.get("m")
+    if (n is None) != (m is None):
+        raise PruneOptionError("--pattern nm needs both --n and --m")
+    if n is None:
+        n, m = options.get("nnz_per_bank"), options.get("bank_size")
+        if n is None or m is None:
+            raise PruneOptionError(
+                "--pattern nm needs --n and --m (or --nnz-per-bank and --bank-size)")
+    if n > m:
+        raise PruneOptionError(f"--n ({n}) must not exceed --m ({m})")
+    if shape[1] % m:
+        raise PruneOptionError(f"{source} has {shape[1]} columns, not a multiple of M ({m})")
+    return {"n": n, "m": m}, f"nm {n}:{m}"
+
+
+def _resolve_unstructured(options, shape, source):
+    nnz = options.get("nnz")
+    if nnz is None:
+        _, _, nnz = _bbs_budget(options, shape, "unstructured",
+                                "--nnz (or --bank-size and --nnz-per-bank)", source)
+    rows, cols = shape
+    if nnz > rows * cols:
+        raise PruneOptionError(f"--nnz ({nnz}) exceeds the {rows * cols} weights of {source}")
+    return {"nnz": nnz}, f"unstructured, {nnz} kept"
+
+
+def _resolve_block(options, shape, source):
+    block = options.get("block")
+    if block is None:
+        raise PruneOptionError("--pattern block needs --block")
+    grid_rows, grid_cols = block_grid(shape, block)
+    tiles = grid_rows * grid_cols
+    keep = options.get("blocks")
+    if keep is None:
+        _, _, nonzeros = _bbs_budget(options, shape, "block",
+                                     "--blocks (or --bank-size and --nnz-per-bank)", source)
+        # The nearest whole number of blocks, halves rounded up.
+        keep = min(tiles, (2 * nonzeros + block * block) // (2 * block * block))
+    if keep > tiles:
+        raise PruneOptionError(f"--blocks ({keep}) exceeds the {tiles} blocks of {block}x{block}")
+    return {"block": block, "keep": keep}, f"block {block}x{block}, {keep} of {tiles} kept"
+
+
+@dataclass(frozen=True)
+class Pruner:
+    """One pruning pattern: its function, the keyword arguments the function takes, the
+    options of ``bbsparse prune`` that only it takes, and how those options (with the
+    shared bank options) become the function's arguments."""
+
+    name: str
+    function: Callable[..., np.ndarray]
+    params: tuple[str, ...]
+    #: Options of ``bbsparse prune`` that belong to this pattern alone.
+    own_options: tuple[str, ...]
+    #: Help text: the options and what the pattern keeps.
+    usage: str
+    resolver: Callable[[dict, tuple[int, int], str], tuple[dict, str]]
+
+    def __call__(self, W, **params) -> np.ndarray:
+        if set(params) != set(self.params):
+            given = ", ".join(sorted(params)) or "nothing"
+            raise ValueError(f"pattern {self.name!r} takes {', '.join(self.params)}, not {given}")
+        return self.function(W, **params)
+
+    def resolve(self, options: dict, shape: tuple[int, int],
+                source: str = "the matrix") -> tuple[dict, str]:
+        """The function's keyword arguments and a one-line description, from the options of
+        ``bbsparse prune`` (``bank_size``, ``nnz_per_bank`` and this pattern's own; None =
+        not given) for a matrix of `shape` named `source`. PruneOptionError otherwise."""
+        for option in OPTIONS:
+            owner = next((p.name for p in PRUNERS.values() if option in p.own_options), None)
+            if options.get(option) is not None and owner not in (None, self.name):
+                raise PruneOptionError(
+                    f"{_option(option)} applies to --pattern {owner}, not {self.name}")
+        return self.resolver(options, shape, source)
+
+
+#: Every pruning pattern, by name (``bbsparse prune --pattern``, the demo, the bench).
+PRUNERS: dict[str, Pruner] = {p.name: p for p in (
+    Pruner("bbs", prune_bbs, ("bank_size", "nnz_per_bank"), (),
+           "--bank-size K --nnz-per-bank N: the N largest |w| of every bank of K columns",
+           _resolve_bbs),
+    Pruner("nm", prune_nm, ("n", "m"), ("n", "m"),
+           "--n N --m M: N of every M consecutive weights of a row (BBS with bank M);\n"
+           "without --n/--m, N:M is --nnz-per-bank:--bank-size", _resolve_nm),
+    Pruner("unstructured", prune_unstructured, ("nnz",), ("nnz",),
+           "--nnz TOTAL: the TOTAL largest |w| of the matrix; without --nnz, as many as\n"
+           "BBS with --bank-size/--nnz-per-bank keeps (rows * cols * N / K)",
+           _resolve_unstructured),
+    Pruner("block", prune_block, ("block", "keep"), ("block", "blocks"),
+           "--block B [--blocks COUNT]: the COUNT B x B blocks of largest L1 norm; without\n"
+           "--blocks, the count nearest to the nonzeros BBS with --bank-size/--nnz-per-bank\n"
+           "keeps (rows * cols * N / K / B**2)", _resolve_block),
+)}
+
+#: Every option a pruner may take, shared or its own.
+OPTIONS = ("bank_size", "nnz_per_bank") + tuple(
+    option for p in PRUNERS.values() for option in p.own_options)
+
+PATTERNS = tuple(PRUNERS)
+
+
 def prune(W, pattern: str, **params) -> np.ndarray:
     """Prune `W` with the named pattern; `params` are the keyword arguments of that pattern.
 
     ``bbs``: bank_size, nnz_per_bank; ``nm``: n, m; ``unstructured``: nnz; ``block``: block,
     keep.
     """
-    functions = {
-        "bbs": (prune_bbs, ("bank_size", "nnz_per_bank")),
-        "nm": (prune_nm, ("n", "m")),
-        "unstructured": (prune_unstructured, ("nnz",)),
-        "block": (prune_block, ("block", "keep")),
-    }
-    if pattern not in functions:
-        raise ValueError(f"unknown pattern {pattern!r}; known: {', '.join(PATTERNS)}")
-    function, names = functions[pattern]
-    if set(params) != set(names):
-        given = ", ".join(sorted(params)) or "nothing"
-        raise ValueError(f"pattern {pattern!r} takes {', '.join(names)}, not {given}")
-    return function(W, **params)
+    if pattern not in PRUNERS:
+        raise ValueError(f"unknown pattern {pattern!r}; known: {', '.join(PRUNERS)}")
+    return PRUNERS[pattern](W, **params)
 
 
 @dataclass(frozen=True)

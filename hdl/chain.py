@@ -5,6 +5,8 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden.config import Config, clog2
+from ..golden.formats import BBSFormat
+from .axis import AXIStream
 from .scatter import Scatter
 from .spmv import BBSSpMV
 
@@ -14,8 +16,9 @@ __all__ = ["Chain", "check_chain"]
 def check_chain(first: Config, second: Config) -> None:
     """Refuse two configurations that cannot be chained, naming the rule."""
     for name, config in (("first", first), ("second", second)):
-        if config.pattern != "bbs":
-            raise ValueError(f"the {name} layer must have pattern 'bbs', not {config.pattern!r}")
+        if not isinstance(config.format, BBSFormat):
+            raise ValueError(f"the {name} layer must have pattern 'bbs' (the chain scatters y "
+                             f"into the lane mapping of DESIGN §3), not {config.pattern!r}")
     if first.out_width != second.act_width:
         raise ValueError(f"the first layer's out_width ({first.out_width}) must equal the second "
                          f"layer's act_width ({second.act_width}): y becomes x unchanged")
@@ -41,8 +44,9 @@ class Chain(wiring.Component):
 
     Ports
     -----
-    s_axis_x_* : layer 1's x;  s_axis_w1_*, s_axis_w2_* : the two layers' w frames (one of
-    each per vector);  m_axis_y_* : layer 2's y;  error : either core's error.
+    s_axis_x : In(AXIStream)  layer 1's x;  s_axis_w1, s_axis_w2 : In(AXIStream)  the two
+    layers' w frames (one of each per vector);  m_axis_y : Out(AXIStream)  layer 2's y;
+    error : Out(1)  either core's error.
 
     The buffer is single: layer 1's next results wait (y back-pressure) while it is read
     out, so the two layers overlap only through each core's own x double buffer.
@@ -52,25 +56,11 @@ class Chain(wiring.Component):
         check_chain(first, second)
         self._first = first
         self._second = second
-        one = BBSSpMV.signature_for(first).members
-        two = BBSSpMV.signature_for(second).members
         super().__init__({
-            "s_axis_x_tdata": one["s_axis_x_tdata"],
-            "s_axis_x_tvalid": In(1),
-            "s_axis_x_tready": Out(1),
-            "s_axis_x_tlast": In(1),
-            "s_axis_w1_tdata": one["s_axis_w_tdata"],
-            "s_axis_w1_tvalid": In(1),
-            "s_axis_w1_tready": Out(1),
-            "s_axis_w1_tlast": In(1),
-            "s_axis_w2_tdata": two["s_axis_w_tdata"],
-            "s_axis_w2_tvalid": In(1),
-            "s_axis_w2_tready": Out(1),
-            "s_axis_w2_tlast": In(1),
-            "m_axis_y_tdata": two["m_axis_y_tdata"],
-            "m_axis_y_tvalid": Out(1),
-            "m_axis_y_tready": In(1),
-            "m_axis_y_tlast": Out(1),
+            "s_axis_x": In(AXIStream(first.x_beat_width)),
+            "s_axis_w1": In(AXIStream(first.w_beat_width)),
+            "s_axis_w2": In(AXIStream(second.w_beat_width)),
+            "m_axis_y": Out(AXIStream(second.y_beat_width)),
             "error": Out(1),
         })
 
@@ -84,22 +74,12 @@ class Chain(wiring.Component):
                                                depth=two.x_beats, mode="crossbar",
                                                accumulate=False)
 
-        for port in ("tdata", "tvalid", "tlast"):
-            m.d.comb += [
-                getattr(core1, f"s_axis_x_{port}").eq(getattr(self, f"s_axis_x_{port}")),
-                getattr(core1, f"s_axis_w_{port}").eq(getattr(self, f"s_axis_w1_{port}")),
-                getattr(core2, f"s_axis_w_{port}").eq(getattr(self, f"s_axis_w2_{port}")),
-            ]
-        m.d.comb += [
-            self.s_axis_x_tready.eq(core1.s_axis_x_tready),
-            self.s_axis_w1_tready.eq(core1.s_axis_w_tready),
-            self.s_axis_w2_tready.eq(core2.s_axis_w_tready),
-            self.m_axis_y_tdata.eq(core2.m_axis_y_tdata),
-            self.m_axis_y_tvalid.eq(core2.m_axis_y_tvalid),
-            self.m_axis_y_tlast.eq(core2.m_axis_y_tlast),
-            core2.m_axis_y_tready.eq(self.m_axis_y_tready),
-            self.error.eq(core1.error | core2.error),
-        ]
+        wiring.connect(m, wiring.flipped(self.s_axis_x), core1.s_axis_x)
+        wiring.connect(m, wiring.flipped(self.s_axis_w1), core1.s_axis_w)
+        wiring.connect(m, wiring.flipped(self.s_axis_w2), core2.s_axis_w)
+        wiring.connect(m, core2.m_axis_y, wiring.flipped(self.m_axis_y))
+        m.d.comb += self.error.eq(core1.error | core2.error)
+        y1, x2 = core1.m_axis_y, core2.s_axis_x
 
         # Where row j of layer 1 goes: for each element p of a y beat, j = g*pes + p is
         # kept as (matrix bank, offset in bank) of layer 2, advanced by `pes` rows a beat.
@@ -108,9 +88,9 @@ class Chain(wiring.Component):
         draining = Signal()
         y1_accept = Signal()
         m.d.comb += [
-            buffer.req.valid.eq(core1.m_axis_y_tvalid & ~draining),
-            core1.m_axis_y_tready.eq(buffer.req.ready & ~draining),
-            y1_accept.eq(core1.m_axis_y_tvalid & core1.m_axis_y_tready),
+            buffer.req.valid.eq(y1.tvalid & ~draining),
+            y1.tready.eq(buffer.req.ready & ~draining),
+            y1_accept.eq(y1.tvalid & y1.tready),
         ]
         lane_bits = clog2(lanes2)
         for p in range(pes1):
@@ -121,7 +101,7 @@ class Chain(wiring.Component):
                           name=f"row{p}_bank")
             offset = Signal(range(max(2, bank2)), init=offset_init, name=f"row{p}_offset")
             with m.If(y1_accept):
-                with m.If(core1.m_axis_y_tlast):
+                with m.If(y1.tlast):
                     m.d.sync += [row.eq(p), bank.eq(bank_init), offset.eq(offset_init)]
                 with m.Elif(row >= two.cols):
                     pass
@@ -136,14 +116,14 @@ class Chain(wiring.Component):
                 buffer.req.payload.index[p].eq((address << lane_bits) | bank[:lane_bits]
                                                if lane_bits else address),
                 buffer.req.payload.value[p].eq(
-                    core1.m_axis_y_tdata[p * one.out_width:(p + 1) * one.out_width]),
+                    y1.tdata[p * one.out_width:(p + 1) * one.out_width]),
                 buffer.req.payload.mask[p].eq(row < two.cols),
             ]
 
         # When layer 1's frame is in, read the buffer out as layer 2's x frame.
         read_addr = Signal(range(max(2, two.x_beats)))
         sent = Signal(range(max(2, two.x_beats)))
-        with m.If(y1_accept & core1.m_axis_y_tlast):
+        with m.If(y1_accept & y1.tlast):
             m.d.sync += [draining.eq(1), read_addr.eq(0)]
         issued_all = Signal()
         m.d.comb += buffer.rd_req.payload.eq(read_addr)
@@ -154,12 +134,12 @@ class Chain(wiring.Component):
                 m.d.sync += read_addr.eq(read_addr + 1)
         m.d.comb += [
             buffer.rd_req.valid.eq(draining & ~issued_all),
-            core2.s_axis_x_tdata.eq(buffer.rd_resp.payload),
-            core2.s_axis_x_tvalid.eq(buffer.rd_resp.valid),
-            core2.s_axis_x_tlast.eq(sent == two.x_beats - 1),
-            buffer.rd_resp.ready.eq(core2.s_axis_x_tready),
+            x2.tdata.eq(buffer.rd_resp.payload),
+            x2.tvalid.eq(buffer.rd_resp.valid),
+            x2.tlast.eq(sent == two.x_beats - 1),
+            buffer.rd_resp.ready.eq(x2.tready),
         ]
-        with m.If(buffer.rd_resp.valid & core2.s_axis_x_tready):
+        with m.If(buffer.rd_resp.valid & x2.tready):
             with m.If(sent == two.x_beats - 1):
                 m.d.sync += [sent.eq(0), draining.eq(0), issued_all.eq(0)]
             with m.Else():

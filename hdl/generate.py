@@ -6,39 +6,31 @@ import json
 from pathlib import Path
 
 from amaranth.back import verilog
-from amaranth.hdl import Shape
-from amaranth.lib import wiring
 
 from ..golden.config import Config
-from .spmv import BBSSpMV
-from .unstructured import UnstructuredSpMV
+from .axis import flat_ports, port_widths
+from .engines import engine_of
 
 __all__ = ["TOP_NAME", "verilog_text", "describe", "write_if_changed", "write_design"]
 
 TOP_NAME = "bbs_spmv"
 
 
-def core_class(config: Config):
-    """The engine a configuration asks for: the BBS core, or the unstructured engine (same
-    ports, same top name)."""
-    return UnstructuredSpMV if config.pattern == "unstructured" else BBSSpMV
-
-
 def verilog_text(config: Config) -> str:
-    """The Verilog of `bbs_spmv` for `config`. The text depends on the configuration only
-    (no source paths, no dates), so an unchanged design leaves build caches valid."""
-    return verilog.convert(core_class(config)(config), name=TOP_NAME, emit_src=False)
+    """The Verilog of `bbs_spmv` for `config`, whichever engine it selects (every engine has
+    the same ports and top name). The text depends on the configuration only (no source
+    paths, no dates), so an unchanged design leaves build caches valid. The stream members
+    become the flat AXI4-Stream names of DESIGN §4 here, and only here."""
+    core = engine_of(config).core(config)
+    return verilog.convert(core, name=TOP_NAME, emit_src=False, ports=flat_ports(core))
 
 
 def describe(config: Config) -> dict:
     """Everything an outside testbench needs to drive the core: parameters and derived
     figures (DESIGN §4)."""
-    ports = {}
-    for name, member in BBSSpMV.signature_for(config).members.items():
-        ports[name] = {"direction": "in" if member.flow == wiring.In else "out",
-                       "width": Shape.cast(member.shape).width}
+    engine = engine_of(config)
     ports = {"clk": {"direction": "in", "width": 1}, "rst": {"direction": "in", "width": 1},
-             **ports}
+             **port_widths(engine.core.signature_for(config))}
     c = config
     info = {
         "top": TOP_NAME,
@@ -57,23 +49,17 @@ def describe(config: Config) -> dict:
             "multipliers": c.multipliers,
             "density": c.density,
             "ideal_speedup": c.ideal_speedup,
-            "latency": core_class(config).latency_of(config),
+            "latency": engine.latency_of(config),
             "latency_note": "cycles from accepting the last w beat of a row group to its y beat"
                             " being valid, with the y FIFO empty",
-            "y_credits": core_class(config).y_credits_of(config),
+            "y_credits": engine.y_credits_of(config),
             "vector_memory_words_per_lane": 2 * c.x_beats,
             "clock": "clk",
             "reset": "rst (synchronous, active high)",
             "ports": ports,
         },
     }
-    if c.pattern == "unstructured":
-        derived = info["derived"]
-        for key in ("banks_per_row", "nnz_per_row", "rounds", "cycles_per_row", "density",
-                    "ideal_speedup"):
-            del derived[key]  # BBS figures; an unstructured row has no fixed length
-        derived["x_order"] = "beat t, lane l holds x[t*lanes + l]"
-        derived["w_group_end_bit"] = c.w_beat_width - 1
+    c.format.describe(c, info["derived"])
     return info
 
 

@@ -5,6 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
+from .axis import AXIStream
 from .pipeline import require_positive
 
 __all__ = ["ResultQueue"]
@@ -25,7 +26,7 @@ class ResultQueue(wiring.Component):
     can_start : Out(1)
     w_data : In(width); w_last : In(1); w_en : In(1)  a result, and whether it is the last
         of its matrix
-    y_data : Out(width); y_last, y_valid : Out(1); y_ready : In(1)  the y stream
+    y : Out(AXIStream(width))  the y stream
 
     Latency: a result written at cycle t is valid on y at t + :attr:`LATENCY`.
     """
@@ -42,29 +43,28 @@ class ResultQueue(wiring.Component):
             "w_data": In(width),
             "w_last": In(1),
             "w_en": In(1),
-            "y_data": Out(width),
-            "y_last": Out(1),
-            "y_valid": Out(1),
-            "y_ready": In(1),
+            "y": Out(AXIStream(width)),
         })
+
+    @staticmethod
+    def entry_width(width: int) -> int:
+        """Bits of one FIFO word: a result and its ``tlast``."""
+        return width + 1
 
     def connect(self, m, macs, core) -> None:
         """Take `macs`' (a :class:`~bbsparse.hdl.mac_array.MACArray`) results in and drive
-        `core`'s ``m_axis_y`` ports."""
+        `core`'s ``m_axis_y`` stream."""
         m.d.comb += [
             self.w_data.eq(macs.y),
             self.w_last.eq(macs.y_tlast),
             self.w_en.eq(macs.y_valid),
-            core.m_axis_y_tdata.eq(self.y_data),
-            core.m_axis_y_tlast.eq(self.y_last),
-            core.m_axis_y_tvalid.eq(self.y_valid),
-            self.y_ready.eq(core.m_axis_y_tready),
         ]
+        wiring.connect(m, self.y, wiring.flipped(core.m_axis_y))
 
     def elaborate(self, platform):
         m = Module()
         inflight = Signal(range(self._credits + 1))
-        pop = self.y_valid & self.y_ready
+        pop = self.y.tvalid & self.y.tready
         can_start = Signal(init=1)
         m.d.comb += self.can_start.eq(can_start)
         m.d.sync += inflight.eq(inflight + self.start - pop)
@@ -73,14 +73,14 @@ class ResultQueue(wiring.Component):
             m.d.sync += can_start.eq(inflight < self._credits - 1)
         with m.Elif(~self.start & pop):
             m.d.sync += can_start.eq(1)
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=self._width + 1,
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=self.entry_width(self._width),
                                                     depth=self._credits + 1)
         m.d.comb += [
             fifo.w_data.eq(Cat(self.w_data, self.w_last)),
             fifo.w_en.eq(self.w_en),
-            self.y_data.eq(fifo.r_data[:self._width]),
-            self.y_last.eq(fifo.r_data[self._width]),
-            self.y_valid.eq(fifo.r_rdy),
-            fifo.r_en.eq(self.y_ready),
+            self.y.tdata.eq(fifo.r_data[:self._width]),
+            self.y.tlast.eq(fifo.r_data[self._width]),
+            self.y.tvalid.eq(fifo.r_rdy),
+            fifo.r_en.eq(self.y.tready),
         ]
         return m

@@ -5,6 +5,8 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden.config import Config
+from ..golden.formats import BBSFormat
+from .axis import AXIStream
 from .banks import VectorBanks
 from .mac_array import MACArray
 from .pipeline import delay
@@ -17,11 +19,12 @@ __all__ = ["BBSSpMV"]
 class BBSSpMV(wiring.Component):
     """y = W @ x for bank-balanced sparse W, streamed in CSB form (DESIGN §3-5).
 
-    Ports (exact AXI4-Stream names, DESIGN §4; clock ``clk``, synchronous reset ``rst``)
+    Ports (clock ``clk``, synchronous reset ``rst``; :class:`~bbsparse.hdl.axis.AXIStream`
+    members, flattened to the exact names of DESIGN §4, ``s_axis_x_tdata`` …, in Verilog)
     ------------------------------------------------------------------------------------
-    s_axis_x_tdata/tvalid/tready/tlast : x, ``lanes * act_width`` bits a beat, lane-transposed.
-    s_axis_w_tdata/tvalid/tready/tlast : w in CSB, ``pes * lanes`` entries a beat.
-    m_axis_y_tdata/tvalid/tready/tlast : y, ``pes * out_width`` bits a beat, one per row group.
+    s_axis_x : In(AXIStream)  x, ``lanes * act_width`` bits a beat, lane-transposed.
+    s_axis_w : In(AXIStream)  w in CSB, ``pes * lanes`` entries a beat.
+    m_axis_y : Out(AXIStream) y, ``pes * out_width`` bits a beat, one per row group.
     error : Out(1), sticky: a ``tlast`` disagreed with the beat count.
 
     Architecture: every PE has its own :class:`VectorBanks` (one memory per lane, two x
@@ -47,6 +50,9 @@ class BBSSpMV(wiring.Component):
     def __init__(self, config: Config):
         if not isinstance(config, Config):
             raise TypeError(f"config must be a bbsparse Config, not {config!r}")
+        if not isinstance(config.format, BBSFormat):
+            raise ValueError(f"config must have pattern 'bbs' for the BBS core, not "
+                             f"{config.pattern!r}")
         self._config = config
         super().__init__(self.signature_for(config))
 
@@ -55,18 +61,9 @@ class BBSSpMV(wiring.Component):
         """The core's ports for `config` (also what `bbsparse generate` describes)."""
         c = config
         return wiring.Signature({
-            "s_axis_x_tdata": In(c.x_beat_width),
-            "s_axis_x_tvalid": In(1),
-            "s_axis_x_tready": Out(1),
-            "s_axis_x_tlast": In(1),
-            "s_axis_w_tdata": In(c.w_beat_width),
-            "s_axis_w_tvalid": In(1),
-            "s_axis_w_tready": Out(1),
-            "s_axis_w_tlast": In(1),
-            "m_axis_y_tdata": Out(c.y_beat_width),
-            "m_axis_y_tvalid": Out(1),
-            "m_axis_y_tready": In(1),
-            "m_axis_y_tlast": Out(1),
+            "s_axis_x": In(AXIStream(c.x_beat_width)),
+            "s_axis_w": In(AXIStream(c.w_beat_width)),
+            "m_axis_y": Out(AXIStream(c.y_beat_width)),
             "error": Out(1),
         })
 
@@ -106,7 +103,7 @@ class BBSSpMV(wiring.Component):
         x_beats = c.x_beats
         entry = data.StructLayout({"value": c.weight_width, "index": c.index_width})
         w_payload = Signal(data.ArrayLayout(entry, pes * lanes))
-        m.d.comb += w_payload.eq(self.s_axis_w_tdata)
+        m.d.comb += w_payload.eq(self.s_axis_w.tdata)
 
         m.submodules.x_buffers = xbuf = XBuffers(beats=x_beats)
         m.submodules.mac_array = macs = MACArray(c)
@@ -122,14 +119,14 @@ class BBSSpMV(wiring.Component):
         # gate from registers instead of comparators on the counters.
         group_start = Signal(init=1, name="group_start")
         row_end = Signal(init=int(c.cycles_per_row == 1), name="row_end")
-        w_last = self.s_axis_w_tlast
+        w_last = self.s_axis_w.tlast
         w_accept = Signal()
         m.d.comb += [
-            xbuf.x_valid.eq(self.s_axis_x_tvalid),
-            xbuf.x_last.eq(self.s_axis_x_tlast),
-            self.s_axis_x_tready.eq(xbuf.x_ready),
-            self.s_axis_w_tready.eq(xbuf.rd_full & (~group_start | queue.can_start)),
-            w_accept.eq(self.s_axis_w_tvalid & self.s_axis_w_tready),
+            xbuf.x_valid.eq(self.s_axis_x.tvalid),
+            xbuf.x_last.eq(self.s_axis_x.tlast),
+            self.s_axis_x.tready.eq(xbuf.x_ready),
+            self.s_axis_w.tready.eq(xbuf.rd_full & (~group_start | queue.can_start)),
+            w_accept.eq(self.s_axis_w.tvalid & self.s_axis_w.tready),
             queue.start.eq(w_accept & group_start),
             xbuf.switch.eq(w_accept & w_last),
             # The last read of a matrix reaches the memory a cycle after its beat is
@@ -164,7 +161,7 @@ class BBSSpMV(wiring.Component):
             m.submodules[f"banks{pe_index}"] = banks
             m.d.comb += [
                 banks.w_addr.eq(xbuf.mem_addr),
-                banks.w_data.eq(self.s_axis_x_tdata),
+                banks.w_data.eq(self.s_axis_x.tdata),
                 banks.w_en.eq(xbuf.mem_en),
                 # Always reading: the data of a cycle without a beat is never used (the MAC
                 # array's `valid` says which are), and no enable fans out to every memory.

@@ -4,6 +4,7 @@ from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, wiring
 
 from ..golden.config import Config
+from ..golden.formats import UnstructuredFormat
 from .gather import Gather
 from .mac_array import MACArray
 from .result_queue import ResultQueue
@@ -29,10 +30,13 @@ class UnstructuredSpMV(wiring.Component):
     """
 
     def __init__(self, config: Config):
-        if not isinstance(config, Config) or config.pattern != "unstructured":
+        if not isinstance(config, Config) or not isinstance(config.format, UnstructuredFormat):
             raise ValueError(f"config must be a Config with pattern 'unstructured', not {config!r}")
         self._config = config
-        super().__init__(BBSSpMV.signature_for(config))
+        super().__init__(self.signature_for(config))
+
+    #: The ports of every engine are the BBS core's (DESIGN §4).
+    signature_for = staticmethod(BBSSpMV.signature_for)
 
     @staticmethod
     def latency_of(config: Config) -> int:
@@ -58,7 +62,7 @@ class UnstructuredSpMV(wiring.Component):
             "entries": data.ArrayLayout(entry, count),
             "group_end": 1,
         }))
-        m.d.comb += w_payload.eq(self.s_axis_w_tdata)
+        m.d.comb += w_payload.eq(self.s_axis_w.tdata)
         side = data.StructLayout({
             "weights": data.ArrayLayout(c.weight_width, count),
             "first": 1,
@@ -75,19 +79,19 @@ class UnstructuredSpMV(wiring.Component):
             width=c.y_beat_width, credits=self.y_credits_of(c))
 
         first = Signal(init=1)  # the next beat starts a row group
-        w_last = self.s_axis_w_tlast
+        w_last = self.s_axis_w.tlast
         group_end = w_payload.group_end | w_last  # a misplaced tlast still ends the group
         w_accept = Signal()
         m.d.comb += [
-            xbuf.x_valid.eq(self.s_axis_x_tvalid),
-            xbuf.x_last.eq(self.s_axis_x_tlast),
-            self.s_axis_x_tready.eq(xbuf.x_ready),
+            xbuf.x_valid.eq(self.s_axis_x.tvalid),
+            xbuf.x_last.eq(self.s_axis_x.tlast),
+            self.s_axis_x.tready.eq(xbuf.x_ready),
             gather.w_addr.eq(xbuf.mem_addr),
-            gather.w_data.eq(self.s_axis_x_tdata),
+            gather.w_data.eq(self.s_axis_x.tdata),
             gather.w_en.eq(xbuf.mem_en),
-            gather.req.valid.eq(self.s_axis_w_tvalid & xbuf.rd_full & (~first | queue.can_start)),
-            self.s_axis_w_tready.eq(gather.req.ready & xbuf.rd_full & (~first | queue.can_start)),
-            w_accept.eq(self.s_axis_w_tvalid & self.s_axis_w_tready),
+            gather.req.valid.eq(self.s_axis_w.tvalid & xbuf.rd_full & (~first | queue.can_start)),
+            self.s_axis_w.tready.eq(gather.req.ready & xbuf.rd_full & (~first | queue.can_start)),
+            w_accept.eq(self.s_axis_w.tvalid & self.s_axis_w.tready),
             queue.start.eq(w_accept & first),
             xbuf.switch.eq(w_accept & w_last),
         ]

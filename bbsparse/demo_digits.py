@@ -22,11 +22,11 @@ requantization between the layers is exactly the core's output stage (DESIGN §5
   ``out_width = acc_width``, so the logits are the exact accumulators ``W2_q @ h_q`` (real
   logits times ``2**-(e_w2 + e_h)``); the class is the first largest logit.
 
-The BBS patterns (dense = bank 8 with 8 nonzeros, BBS 4/8, 2/8, 1/8 and 2:4) run on the
-RTL under Verilator, the whole test split as one batch per layer, layer 2 fed with layer
-1's RTL output; their logits are compared with the golden model's for every image.
-Unstructured and 4x4-block pruning are run through the golden model only: the BBS
-hardware cannot hold them (a crossbar engine for unstructured comes later).
+Every pattern runs on the RTL under Verilator, the whole test split as one batch per layer,
+layer 2 fed with layer 1's RTL output, and its logits are compared with the golden model's
+for every image: the BBS patterns (dense = bank 8 with 8 nonzeros, BBS 4/8, 2/8, 1/8 and
+2:4) on the BBS engine, unstructured and 4x4-block pruning on the unstructured engine (the
+same PEs behind the crossbar gather, DESIGN §9.3).
 """
 
 from __future__ import annotations

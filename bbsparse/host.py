@@ -168,9 +168,9 @@ class Protocol:
     """
 
     def __init__(self, config: Config | None = None):
-        if config is not None and config.pattern != "bbs":
-            raise ValueError(f"the board link carries the BBS core only, not pattern "
-                             f"{config.pattern!r}")
+        if config is not None and not config.format.fixed_row_length:
+            raise ValueError(f"the board link carries an engine whose rows have a fixed "
+                             f"length (pattern 'bbs'), not pattern {config.pattern!r}")
         self.config = config
         self.rows: int | None = None  # rows of the last matrix loaded
 

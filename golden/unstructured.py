@@ -2,7 +2,7 @@
 
 The unstructured engine (``pattern = "unstructured"``) keeps the PEs, multipliers and
 output stage of the BBS core but fetches activations through the crossbar gather, so any
-column can be used by any lane. Its wire formats (specified in the README):
+column can be used by any lane. Its wire formats (specified in DESIGN §9.3):
 
 - **x**: ``x_beats = ceil(cols / lanes)`` beats of ``lanes`` activations, in order: beat
   ``t``, lane ``l`` is ``x[t*lanes + l]`` (zero past ``cols``). Column ``j`` then sits in

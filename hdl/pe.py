@@ -1,36 +1,13 @@
 """A processing element: `lanes` multipliers, a pipelined adder tree, an accumulator."""
 
-from amaranth.hdl import ClockSignal, Instance, Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .adder_tree import AdderTree
 from .pipeline import delay, require_positive
 
-__all__ = ["PE", "ECP5Multiplier"]
-
-
-class ECP5Multiplier(wiring.Component):
-    """p = a * b (signed 18 x 18) in one ECP5 MULT18X18D with its A, B and output registers:
-    latency 2, like the PE's operand and product registers."""
-
-    def __init__(self):
-        super().__init__({"a": In(signed(18)), "b": In(signed(18)), "p": Out(signed(36))})
-
-    def elaborate(self, platform):
-        m = Module()
-        ports = {f"i_A{i}": self.a[i] for i in range(18)}
-        ports.update({f"i_B{i}": self.b[i] for i in range(18)})
-        ports.update({f"i_C{i}": 0 for i in range(18)})
-        ports.update({f"o_P{i}": self.p[i] for i in range(36)})
-        m.submodules.mult = Instance(
-            "MULT18X18D",
-            p_REG_INPUTA_CLK="CLK0", p_REG_INPUTB_CLK="CLK0", p_REG_PIPELINE_CLK="NONE",
-            p_REG_OUTPUT_CLK="CLK0", p_CLK0_DIV="ENABLED", p_GSR="DISABLED",
-            p_RESETMODE="SYNC",
-            i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0,
-            i_CLK0=ClockSignal(), i_CE0=1, i_RST0=0, **ports)
-        return m
+__all__ = ["PE"]
 
 
 class PE(wiring.Component):
@@ -49,8 +26,14 @@ class PE(wiring.Component):
         High for one cycle, :attr:`latency` cycles after the `last` beat was presented.
 
     Pipeline: operand registers, product registers (so that Yosys packs both into a hard
-    DSP: SB_MAC16 / MULT18X18D), the adder tree (:class:`AdderTree`), the accumulator
-    register. One beat per cycle, no stall: :attr:`latency` = 3 + tree latency.
+    DSP: SB_MAC16), the adder tree (:class:`AdderTree`), the accumulator register. One beat
+    per cycle, no stall: :attr:`latency` = 3 + tree latency.
+
+    Platform hook: when the platform has ``get_multiplier(a_width, b_width)`` and it returns
+    a multiplier (ports ``a``, ``b``, ``p``, ``latency`` 2) rather than None, each lane uses
+    it in place of its operand registers, ``*`` and product register (the ECP5's
+    MULT18X18D with its own registers: Yosys would keep the registers in the fabric). The
+    latency is the same either way.
     """
 
     def __init__(self, *, lanes: int, weight_width: int, act_width: int, acc_width: int,
@@ -90,21 +73,32 @@ class PE(wiring.Component):
     def latency(self) -> int:
         return self.latency_of(self._lanes, self._tree_levels_per_stage)
 
+    def _multipliers(self, platform) -> list:
+        """Per lane, the platform's multiplier (``get_multiplier`` hook), or None for the
+        fabric's registers and ``*``."""
+        get_multiplier = getattr(platform, "get_multiplier", None)
+        if get_multiplier is None:
+            return [None] * self._lanes
+        multipliers = []
+        for _ in range(self._lanes):
+            mult = get_multiplier(self._act_width, self._weight_width)
+            latency = getattr(mult, "latency", None)
+            if mult is not None and latency != 2:
+                raise ValueError(f"the platform's multiplier must have latency 2 (the PE's "
+                                 f"operand and product registers), not {latency!r}")
+            multipliers.append(mult)
+        return multipliers
+
     def elaborate(self, platform):
+        multipliers = self._multipliers(platform)
         m = Module()
         m.submodules.tree = tree = AdderTree(count=self._lanes,
                                              width=self._weight_width + self._act_width,
                                              levels_per_stage=self._tree_levels_per_stage)
-        # On the ECP5, Yosys maps `*` to a MULT18X18D but keeps the operand and product
-        # registers in the fabric, so the multiplier's 3.9 ns sits between two fabric
-        # registers. Instantiated, the block uses its own input and output registers: the
-        # same two cycles, register to register inside the DSP.
-        hard = (getattr(platform, "family", None) == "ecp5"
-                and max(self._weight_width, self._act_width) <= 18)
         product_width = self._weight_width + self._act_width
-        for lane in range(self._lanes):
-            if hard:
-                m.submodules[f"lane{lane}_mult"] = mult = ECP5Multiplier()
+        for lane, mult in enumerate(multipliers):
+            if mult is not None:
+                m.submodules[f"lane{lane}_mult"] = mult
                 m.d.comb += [mult.a.eq(self.x[lane]), mult.b.eq(self.weight[lane]),
                              tree.terms[lane].eq(mult.p[:product_width])]
                 continue

@@ -16,7 +16,7 @@ __all__ = ["UnstructuredSpMV"]
 
 class UnstructuredSpMV(wiring.Component):
     """y = W @ x for an unstructured sparse W, in the row-wise compressed format of
-    ``golden/unstructured.py`` (and the README), with the ports of :class:`BBSSpMV`.
+    ``golden/unstructured.py`` (DESIGN §9.3), with the ports of :class:`BBSSpMV`.
 
     Each PE has its own copy of x in `lanes` banks (column ``j`` in bank ``j % lanes``),
     reached through a crossbar :class:`Gather`: a w beat's entries are requests for their

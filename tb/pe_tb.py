@@ -1,8 +1,9 @@
 """cocotb test of a PE under Verilator: rows of random beats, with bubbles, against NumPy.
 
-Used for the ECP5 build of the PE, whose multipliers are MULT18X18D instances (simulated
-with tb/ecp5_models.py): it checks the instance's wiring, signedness and latency against
-the same arithmetic the generic PE does.
+Used for the ECP5 build of the PE, whose multipliers are MULT18X18D instances (the ECP5
+family's answer to the PE's ``get_multiplier`` platform hook, simulated with
+tb/ecp5_models.py): it checks the instance's wiring, signedness and latency against the same
+arithmetic the generic PE does.
 """
 
 from __future__ import annotations

@@ -223,7 +223,8 @@ def test_read_y_needs_rows_and_matching_count():
 
 
 def test_unstructured_config_is_refused():
-    with pytest.raises(ValueError, match="BBS core only"):
+    with pytest.raises(ValueError, match=r"rows have a fixed length \(pattern .bbs.\), not "
+                                         r"pattern .unstructured.$"):
         Host(BoardModel(CFG, MAX_W_BEATS), Config(lanes=2, pes=2, cols=16,
                                                   pattern="unstructured"))
 

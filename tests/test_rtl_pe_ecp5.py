@@ -1,13 +1,13 @@
 """The PE as built for the ECP5 (multipliers as MULT18X18D instances with their own
-registers) under Verilator with a behavioural model of the block, against NumPy; and the
-generic PE through the same testbench."""
+registers, from the ECP5 family's ``get_multiplier`` platform hook) under Verilator with a
+behavioural model of the block, against NumPy; and the generic PE through the same
+testbench."""
 
 import pytest
 from amaranth.back import verilog
 
 from bbsparse.hdl.pe import PE
-from bbsparse.synth.flow import SynthPlatform
-from bbsparse.synth.targets import TARGETS
+from bbsparse.synth.families import ECP5, FamilyPlatform
 from bbsparse.tb.cocotb_run import Design, run_design
 from bbsparse.tb.ecp5_models import MULT18X18D_MODEL
 
@@ -25,7 +25,7 @@ def test_pe(name, platform):
     pe = PE(**params)
     if platform == "ecp5":
         text = verilog.convert(pe, name="pe_ecp5", emit_src=False,
-                               platform=SynthPlatform(TARGETS["ecp5-25k"]))
+                               platform=FamilyPlatform(ECP5))
         assert "MULT18X18D" in text  # the instance really is in this build
         text += MULT18X18D_MODEL
     else:

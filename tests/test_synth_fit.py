@@ -5,12 +5,14 @@ silently map more multipliers or memories than the device has.
 """
 
 import dataclasses
+import re
+from pathlib import Path
 
 import pytest
 
 from bbsparse.cli import main
-from bbsparse.golden.config import Config
-from bbsparse.synth.flow import fit_search
+from bbsparse.golden.config import Config, load_config
+from bbsparse.synth.flow import default_folder, fit_search
 from bbsparse.synth.targets import (
     TARGETS,
     FitError,
@@ -22,6 +24,7 @@ from bbsparse.synth.targets import (
 
 UP5K = TARGETS["ice40-up5k"]
 ECP5_25K = TARGETS["ecp5-25k"]
+CONFIGS = Path(__file__).parent.parent / "configs"
 
 
 # -- DSP blocks ------------------------------------------------------------------------------
@@ -166,11 +169,53 @@ def test_fit_search_refuses_multipliers_that_need_no_dsp():
 
 def test_cli_refuses_before_running_any_tool(tmp_path, capsys):
     out = tmp_path / "synth"
-    assert main(["synth", "--target", "ice40-up5k", "--out", str(out)]) == 2
+    # The UP5K's default core (8 x 1) with a second PE: 16 multipliers.
+    assert main(["synth", "--target", "ice40-up5k", "--set", "pes=2", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("bbsparse: error: does not fit the ice40-up5k")
     assert "16 SB_MAC16" in err and "has 8" in err and "\n" not in err
+    # ... and says the way out.
+    assert err.endswith("; use --fit, or the ice40-up5k's default core, 8 lanes x 1 PE "
+                        "(leave out --set)")
     assert not out.exists()
+
+
+def test_cli_without_config_builds_the_targets_default_core(capsys):
+    assert main(["synth", "--target", "ice40-up5k", "--check"]) == 0
+    assert "ice40-up5k: 8 lanes x 1 PE fits: 8/8 SB_MAC16" in capsys.readouterr().out
+    assert main(["synth", "--target", "ecp5-25k", "--check"]) == 0
+    assert "ecp5-25k: 8 lanes x 2 PEs fits: 16/28 MULT18X18D" in capsys.readouterr().out
+    # --set applies over the target's default; the derived widths follow the new values.
+    assert main(["synth", "--target", "ice40-up5k", "--check", "--set", "lanes=4"]) == 0
+    assert "4 lanes x 1 PE fits: 4/8 SB_MAC16" in capsys.readouterr().out
+    # With --config, the file is the configuration (the default 8 x 2 does not fit).
+    assert main(["synth", "--target", "ice40-up5k", "--check", "--config",
+                 str(CONFIGS / "default.toml")]) == 2
+    assert capsys.readouterr().err.strip().endswith("(leave out --config)")
+
+
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_every_target_default_core_fits(name):
+    target = TARGETS[name]
+    report = require_fit(target, target.default_config())
+    assert report.dsps <= target.dsps
+
+
+def test_up5k_default_is_configs_ice40_up5k_toml():
+    # The Makefile and the README name the file; the target's default must be the same core.
+    assert UP5K.default_config() == load_config(CONFIGS / "ice40-up5k.toml")
+    assert ECP5_25K.default_config() == Config() == load_config(CONFIGS / "default.toml")
+
+
+def test_default_folder_names_target_and_configuration():
+    assert default_folder(UP5K, UP5K.default_config()) == Path("build/synth/ice40-up5k-8x1")
+    assert default_folder(ECP5_25K, Config(lanes=16, pes=1)) == Path(
+        "build/synth/ecp5-25k-16x1")
+    assert default_folder(ECP5_25K, Config(), "lutram") == Path("build/synth/ecp5-25k-8x2-lutram")
+    # Other parameters than lanes and pes: a hash of the configuration, one per configuration.
+    wide = default_folder(ECP5_25K, Config(cols=2048))
+    assert re.fullmatch(r"ecp5-25k-8x2-[0-9a-f]{8}", wide.name)
+    assert wide != default_folder(ECP5_25K, Config(cols=4096))
 
 
 def test_cli_check_and_fit_run_no_tool(tmp_path, capsys):

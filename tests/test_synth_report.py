@@ -15,13 +15,14 @@ import pytest
 from bbsparse.golden.config import Config
 from bbsparse.synth.flow import (
     FlowError,
-    _run,
     build_report,
     classify_cell,
     parse_nextpnr_report,
     parse_yosys_stat,
 )
+from bbsparse.synth.table import main as table_main
 from bbsparse.synth.targets import TARGETS, fit_check
+from bbsparse.synth.tools import run_step
 
 DATA = Path(__file__).parent / "data"
 RUNS = {"ice40-up5k": Config(lanes=8, pes=1), "ecp5-25k": Config()}
@@ -102,6 +103,9 @@ def test_report_ice40():
     assert report["resources"]["brams"]["used"] == 10
     assert report["resources"]["luts"] == {"used": 406, "available": 5280, "percent": 7.7}
     assert report["resources"]["logic_cells"] == {"used": 1099, "available": 5280}
+    # The iCE40's LUT and FF figures are Yosys' (nextpnr counts logic cells only).
+    assert list(report["resources"]) == ["luts", "ffs", "dsps", "brams", "logic_cells"]
+    assert report["resources"]["ffs"]["used"] == 975
     assert report["dsp_check"] == {"multipliers": 8, "lanes": 8, "pes": 1, "expected": 8,
                                    "rule": "1 SB_MAC16 per multiplier", "yosys": 8,
                                    "placed": 8, "ok": True}
@@ -116,7 +120,10 @@ def test_report_ecp5_and_a_failed_dsp_check():
     report = make_report("ecp5-25k")
     assert report["dsp_check"]["ok"] and report["memory_check"]["ok"]
     assert report["resources"]["lutram_units"]["used"] == 12
+    # The ECP5's LUT and FF figures are nextpnr's (Yosys' LUT4 count is 512).
+    assert report["resources"]["luts"] == {"used": 1180, "available": 24288, "percent": 4.9}
     assert report["resources"]["ffs"]["used"] == 1600
+    assert list(report["resources"]) == ["luts", "ffs", "dsps", "brams", "lutram_units"]
     # Had Yosys made fewer DSP blocks than multipliers, the check says so.
     bad = make_report("ecp5-25k", yosys_dsps=8)
     assert not bad["dsp_check"]["ok"]
@@ -143,7 +150,31 @@ def test_a_failing_tool_is_one_line_naming_it_its_error_and_its_log(tmp_path):
     log = tmp_path / "tool.log"
     script = "print('Info: working'); print('ERROR: Unable to place cell x'); raise SystemExit(3)"
     with pytest.raises(FlowError) as info:
-        _run("nextpnr-ice40", [sys.executable, "-c", script], log, tmp_path)
+        run_step("nextpnr-ice40", [sys.executable, "-c", script], log, tmp_path)
     message = str(info.value)
     assert message.startswith("nextpnr-ice40 failed (exit 3): ERROR: Unable to place cell x")
     assert str(log) in message and "\n" not in message
+
+
+def test_a_tool_that_succeeds_is_timed_and_its_empty_log_removed(tmp_path):
+    log = tmp_path / "quiet.log"
+    seconds = run_step("quiet", [sys.executable, "-c", "pass"], log, tmp_path)
+    assert seconds > 0 and not log.exists()
+    with pytest.raises(FlowError, match="could not start"):
+        run_step("missing", [str(tmp_path / "no-such-tool")], log, tmp_path)
+
+
+def test_table_of_reports(tmp_path, capsys):
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(make_report("ice40-up5k")))
+    assert table_main([str(path)]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[2].startswith("| ice40-up5k | 8 x 1 | 406/5280 | 975/5280 | 8/8 | 10/30 | - "
+                              "| 48.2 / 50 | core control -> vector banks")
+    # --help is help, not a report to open; a missing file is one line, not a traceback.
+    with pytest.raises(SystemExit) as info:
+        table_main(["--help"])
+    assert info.value.code == 0 and "REPORT.json" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        table_main([str(tmp_path / "none.json")])
+    assert info.value.code == 2 and "cannot read" in capsys.readouterr().err

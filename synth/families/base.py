@@ -1,0 +1,170 @@
+"""The generic description of an FPGA family (:class:`Family`) and the platform hooks it
+answers (:class:`PlatformHooks`); see the package docstring."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["BlockRam", "Family", "figure", "RAM_POLICIES", "PlatformHooks", "FamilyPlatform",
+           "with_hooks", "register"]
+
+
+#: Memory placement policies of ``bbsparse synth --ram`` (:meth:`Family.synth_command`).
+RAM_POLICIES = ("auto", "lutram", "block")
+
+
+@dataclass(frozen=True)
+class BlockRam:
+    """One block RAM primitive as Yosys maps a one-write, one-read-port memory onto it."""
+    name: str
+    bits: int
+    #: (data width, depth) of each aspect ratio usable with one write and one read port.
+    shapes: tuple[tuple[int, int], ...]
+    #: Yosys' cost of one block (``cost`` in its memory library file).
+    cost: int
+
+
+def figure(used, available) -> dict:
+    """One resource figure of the report: used, available, percent."""
+    return {"used": used, "available": available,
+            "percent": round(100.0 * used / available, 1) if available else None}
+
+
+class Family:
+    """The generic description of an FPGA family; each module of this package subclasses it
+    once, and :data:`FAMILIES` holds one instance of each (checked by :func:`register`)."""
+
+    #: The family's name, as the targets and the report name it.
+    name: str = ""
+    #: The hard multiplier: the netlist cell, its widest signed operand, and the narrowest
+    #: product Yosys puts into it (narrower ones stay in LUTs: its DSP_Y_MINWIDTH).
+    dsp_name: str = ""
+    dsp_width: int = 0
+    dsp_min_product: int = 0
+    #: The block RAM primitive Yosys maps the core's memories onto.
+    bram: BlockRam | None = None
+    #: The Yosys synthesis command, without -top / -json, and what each --ram policy adds.
+    synth: str = ""
+    ram_options: dict[str, str] = {}
+    #: The tools, by their upstream names (run as their YoWASP builds, :mod:`..tools`).
+    nextpnr: str = ""
+    packer: str = ""
+    #: The constraint file, nextpnr's placed design, and the bitstream.
+    constraints_suffix: str = ""
+    placed_suffix: str = ""
+    bitstream_suffix: str = ""
+    #: nextpnr ``utilization`` keys of the report's figures; None if the family has none.
+    pnr_dsp: str | None = None
+    pnr_bram: str | None = None
+    pnr_lutram: str | None = None
+    pnr_logic: str | None = None
+    pnr_ff: str | None = None
+
+    def synth_command(self, ram: str = "auto") -> str:
+        """The Yosys command for a --ram policy (validated by the target's fit check)."""
+        try:
+            return self.synth + self.ram_options[ram]
+        except KeyError:
+            raise ValueError(f"the {self.name} family has no --ram {ram}; it takes "
+                             f"{', '.join(self.ram_options)}") from None
+
+    def nextpnr_device_args(self, target) -> list[str]:
+        """nextpnr's options selecting `target`'s part, package and speed grade."""
+        raise NotImplementedError
+
+    def nextpnr_layout_args(self, constraints: str, placed: str) -> list[str]:
+        """nextpnr's options naming the constraint file it reads and the placed and routed
+        design it writes (the packer's input)."""
+        raise NotImplementedError
+
+    def constraints(self, pins: dict) -> str:
+        """The pin constraint file for ``{top port: package pin}``."""
+        raise NotImplementedError
+
+    def cell_counts(self, cells: dict) -> dict:
+        """LUTs, flip-flops, block RAMs, LUT-RAM units and DSP blocks of a netlist, from
+        Yosys' ``stat -json`` cell counts by type."""
+        raise NotImplementedError
+
+    def logic_resources(self, target, cells: dict, pnr: dict) -> tuple[dict, dict]:
+        """The report's ``luts`` and ``ffs`` figures, and any further figures of the family,
+        from the Yosys cell counts (:meth:`cell_counts`) and nextpnr's utilisation."""
+        raise NotImplementedError
+
+    def board_options(self) -> dict:
+        """Build options for an amaranth-boards platform of this family (`bbsparse board`)."""
+        return {}
+
+    # -- platform hooks (see the module docstring) --
+
+    def get_multiplier(self, a_width: int, b_width: int):
+        return None
+
+    def get_memory(self, memory):
+        return None
+
+    def __repr__(self):
+        return f"<{self.name} family>"
+
+
+def register(*families: Family) -> dict[str, Family]:
+    """The registry, each family checked once for the parts of the description it owes."""
+    registry = {}
+    for family in families:
+        missing = [key for key in ("name", "dsp_name", "dsp_width", "bram", "synth", "nextpnr",
+                                   "packer", "constraints_suffix", "placed_suffix",
+                                   "bitstream_suffix", "pnr_dsp", "pnr_bram", "pnr_logic")
+                   if not getattr(family, key)]
+        if missing:
+            raise TypeError(f"{type(family).__name__} does not define {', '.join(missing)}")
+        if not {"auto", "block"} <= set(family.ram_options) <= set(RAM_POLICIES):
+            raise TypeError(f"{type(family).__name__}.ram_options must cover 'auto' and "
+                            f"'block' within {RAM_POLICIES}, not {sorted(family.ram_options)}")
+        registry[family.name] = family
+    return registry
+
+
+# -- the platform hooks ------------------------------------------------------------------------
+
+
+class PlatformHooks:
+    """The hooks a block asks its platform for (module docstring), answered by the family in
+    :attr:`fpga_family`. Mixed into :class:`FamilyPlatform` and into amaranth-boards
+    platforms (:func:`with_hooks`); ``fpga_family`` because Amaranth's own vendor platforms
+    already have a ``family`` attribute (a string)."""
+
+    fpga_family: Family
+
+    def get_multiplier(self, a_width: int, b_width: int):
+        return self.fpga_family.get_multiplier(a_width, b_width)
+
+    def get_memory(self, memory):
+        vendor = self.fpga_family.get_memory(memory)
+        if vendor is not None:
+            return vendor
+        # Without a platform, Memory.elaborate builds Amaranth's own memory instance: the
+        # netlist is exactly the one of a platform without this hook.
+        return memory.elaborate(None)
+
+
+class FamilyPlatform(PlatformHooks):
+    """What `bbsparse synth` elaborates the design with: the hooks of `family` and nothing
+    else of an Amaranth platform (no resources, no get_ff_sync...), so every other library
+    component elaborates as without a platform."""
+
+    def __init__(self, family: Family, target=None):
+        if not isinstance(family, Family):
+            raise TypeError(f"family must be a Family, not {family!r}")
+        self.fpga_family = family
+        self.target = target
+
+    def __repr__(self):
+        what = self.target.name if self.target is not None else self.fpga_family.name
+        return f"FamilyPlatform({what})"
+
+
+def with_hooks(platform_class: type, family: Family) -> type:
+    """`platform_class` (an Amaranth platform, such as an amaranth-boards board) with the
+    hooks of `family`."""
+    return type(platform_class.__name__, (PlatformHooks, platform_class),
+                {"fpga_family": family, "__module__": __name__})

@@ -72,19 +72,11 @@ class BoardTop(wiring.Component):
             link.rx_framing_error.eq(uart.framing_error),
             link.core_error.eq(core.error),
         ]
-        for stream in ("x", "w"):
-            m.d.comb += [
-                getattr(core, f"s_axis_{stream}_tdata").eq(getattr(link, f"{stream}_tdata")),
-                getattr(core, f"s_axis_{stream}_tvalid").eq(getattr(link, f"{stream}_tvalid")),
-                getattr(core, f"s_axis_{stream}_tlast").eq(getattr(link, f"{stream}_tlast")),
-                getattr(link, f"{stream}_tready").eq(getattr(core, f"s_axis_{stream}_tready")),
-            ]
-        m.d.comb += [
-            link.y_tdata.eq(core.m_axis_y_tdata),
-            link.y_tvalid.eq(core.m_axis_y_tvalid),
-            link.y_tlast.eq(core.m_axis_y_tlast),
-            core.m_axis_y_tready.eq(link.y_tready),
-        ]
+        # The ResetInserter resets the core's registers; its ports are the un-wrapped core's
+        # own interface objects (the wrapper hands out the very same ones).
+        wiring.connect(m, link.x, self._core.s_axis_x)
+        wiring.connect(m, link.w, self._core.s_axis_w)
+        wiring.connect(m, self._core.m_axis_y, link.y)
         return m
 
 

@@ -7,11 +7,12 @@ from amaranth.sim import Simulator
 
 from bbsparse.golden.gather import crossbar_schedule, gather_banked, schedule_cycles
 from bbsparse.hdl.gather import Gather
+from bbsparse.tb.sim_stream import pauses, stream_get, stream_put
 
 
 def run_gather(dut, contents, rows, masks, sides, seed, req_idle=0.0, resp_stall=0.0):
-    """Load `contents` (depth, lanes), stream request rows, collect responses."""
-    rng = np.random.default_rng(seed)
+    """Load `contents` (depth, lanes), stream request rows (idle cycles before each with
+    probability `req_idle`), collect responses (ready low with probability `resp_stall`)."""
     responses = []
     cycles = {"stalls": None}
 
@@ -23,27 +24,19 @@ def run_gather(dut, contents, rows, masks, sides, seed, req_idle=0.0, resp_stall
                 ctx.set(dut.w_data[lane], int(word))
             await ctx.tick()
         ctx.set(dut.w_en, 0)
+        idle = pauses(req_idle, f"{seed}/req")
         for row, mask, side in zip(rows, masks, sides, strict=True):
-            while rng.random() < req_idle:
-                ctx.set(dut.req.valid, 0)
-                await ctx.tick()
-            for i, index in enumerate(row):
-                ctx.set(dut.req.payload.index[i], int(index))
-            ctx.set(dut.req.payload.mask, int(sum(int(b) << i for i, b in enumerate(mask))))
-            ctx.set(dut.req.payload.side, int(side))
-            ctx.set(dut.req.valid, 1)
-            await ctx.tick().until(dut.req.ready)
-        ctx.set(dut.req.valid, 0)
+            request = {"index": [int(index) for index in row],
+                       "mask": int(sum(int(b) << i for i, b in enumerate(mask))),
+                       "side": int(side)}
+            await stream_put(ctx, dut.req, request, idle=idle)
 
     async def sink(ctx):
+        stall = pauses(resp_stall, f"{seed}/resp")
         while len(responses) < len(rows):
-            ready = int(rng.random() >= resp_stall)
-            ctx.set(dut.resp.ready, ready)
-            # Sampled at the edge: a transfer happened if valid and ready were both high.
-            _, _, valid, payload = await ctx.tick().sample(dut.resp.valid, dut.resp.payload)
-            if ready and valid:
-                responses.append(([int(payload.data[i]) for i in range(len(rows[0]))],
-                                  int(payload.side)))
+            payload = await stream_get(ctx, dut.resp, stall=stall)
+            responses.append(([int(payload.data[i]) for i in range(len(rows[0]))],
+                              int(payload.side)))
         cycles["stalls"] = ctx.get(dut.stall_cycles)
 
     sim = Simulator(dut)
@@ -52,7 +45,8 @@ def run_gather(dut, contents, rows, masks, sides, seed, req_idle=0.0, resp_stall
     sim.add_testbench(sink)
     # A bound on simulated time, so that a hang fails instead of running forever.
     sim.run_until(1e-8 * (len(contents) + 40 * len(rows) * len(rows[0]) + 1000))
-    assert len(responses) == len(rows), f"only {len(responses)} of {len(rows)} rows came back"
+    assert len(responses) == len(rows), \
+        f"seed {seed}: only {len(responses)} of {len(rows)} rows came back"
     return responses, cycles["stalls"]
 
 
@@ -87,7 +81,7 @@ def test_crossbar_gather_matches_golden(lanes, copies, stalls):
 
     expected = np.where(masks, flat[rows], 0)
     assert [r[0] for r in responses] == expected.tolist(), f"seed {seed}"
-    assert [r[1] for r in responses] == sides.tolist()
+    assert [r[1] for r in responses] == sides.tolist(), f"seed {seed}"
     # Copies run in lockstep: a row takes as long as its slowest copy.
     row_cycles = np.max([
         np.diff(np.concatenate([[0], np.max(crossbar_schedule(

@@ -7,49 +7,42 @@ from amaranth.sim import Simulator
 
 from bbsparse.golden.scatter import scatter_banked, scatter_crossbar
 from bbsparse.hdl.scatter import Scatter
+from bbsparse.tb.sim_stream import pauses, stream_get, stream_put
 
 
 def run_scatter(dut, rows, values, masks, depth, seed, req_idle=0.0, rd_stall=0.0):
-    rng = np.random.default_rng(seed)
+    """Stream update rows (idle cycles before each with probability `req_idle`), then read
+    every address back (ready low with probability `rd_stall`)."""
     lanes = len(rows[0])
     words = []
     state = {"stalls": None}
 
     async def source(ctx):
+        idle = pauses(req_idle, f"{seed}/req")
         for row, vals, mask in zip(rows, values, masks, strict=True):
-            while rng.random() < req_idle:
-                ctx.set(dut.req.valid, 0)
-                await ctx.tick()
-            for lane in range(lanes):
-                ctx.set(dut.req.payload.index[lane], int(row[lane]))
-                ctx.set(dut.req.payload.value[lane], int(vals[lane]))
-            ctx.set(dut.req.payload.mask, int(sum(int(b) << i for i, b in enumerate(mask))))
-            ctx.set(dut.req.valid, 1)
-            await ctx.tick().until(dut.req.ready)
-        ctx.set(dut.req.valid, 0)
+            request = {"index": [int(index) for index in row],
+                       "value": [int(value) for value in vals],
+                       "mask": int(sum(int(b) << i for i, b in enumerate(mask)))}
+            await stream_put(ctx, dut.req, request, idle=idle)
         # Read every address back; the unit holds read-outs until its updates are done.
         for addr in range(depth):
-            ctx.set(dut.rd_req.payload, addr)
-            ctx.set(dut.rd_req.valid, 1)
-            await ctx.tick().until(dut.rd_req.ready)
-        ctx.set(dut.rd_req.valid, 0)
+            await stream_put(ctx, dut.rd_req, addr)
         # Read-outs wait for the updates, so every arbitration cycle has been counted.
         state["stalls"] = ctx.get(dut.stall_cycles)
 
     async def sink(ctx):
+        stall = pauses(rd_stall, f"{seed}/rd")
         while len(words) < depth:
-            ready = int(rng.random() >= rd_stall)
-            ctx.set(dut.rd_resp.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.rd_resp.valid, dut.rd_resp.payload)
-            if ready and valid:
-                words.append([int(payload[i]) for i in range(lanes)])
+            payload = await stream_get(ctx, dut.rd_resp, stall=stall)
+            words.append([int(payload[i]) for i in range(lanes)])
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(source)
     sim.add_testbench(sink)
     sim.run_until(1e-8 * (60 * len(rows) * lanes + 40 * depth + 1000))
-    assert len(words) == depth, f"only {len(words)} of {depth} read-out beats came back"
+    assert len(words) == depth, f"seed {seed}: only {len(words)} of {depth} read-out beats " \
+                                f"came back"
     return np.array(words), state["stalls"]
 
 
@@ -81,7 +74,7 @@ def test_crossbar_scatter_matches_golden(accumulate, lanes, stalls):
                                                lanes, accumulate, masks)
     # Read-out beat t holds address t of every bank: flat index t*lanes + bank.
     assert words.reshape(-1).tolist() == (memory % (1 << width)).tolist(), f"seed {seed}"
-    assert stalls_counted == golden_stalls
+    assert stalls_counted == golden_stalls, f"seed {seed}"
 
 
 @pytest.mark.parametrize("accumulate", [True, False], ids=["accumulate", "write"])
@@ -95,8 +88,8 @@ def test_banked_scatter_matches_golden(accumulate):
     words, stalls = run_scatter(dut, addrs, values, np.ones(addrs.shape, bool), depth, seed,
                                 0.2, 0.3)
     banks = scatter_banked(np.zeros((lanes, depth), np.int64), addrs, values, accumulate)
-    assert words.tolist() == (banks.T % (1 << width)).tolist()
-    assert stalls == 0
+    assert words.tolist() == (banks.T % (1 << width)).tolist(), f"seed {seed}"
+    assert stalls == 0, f"seed {seed}"
 
 
 def test_scatter_rejects():

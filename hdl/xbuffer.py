@@ -65,9 +65,17 @@ class XBuffers(wiring.Component):
         full_next = Signal(2)
         rd_buf_next = Signal()
         rd_full = Signal()
-        m.d.comb += [full_next.eq(full), rd_buf_next.eq(self.rd_buf), self.rd_full.eq(rd_full)]
-        m.d.sync += [full.eq(full_next), self.rd_buf.eq(rd_buf_next),
-                     rd_full.eq(Mux(rd_buf_next, full_next[1], full_next[0]))]
+        # A buffer the reader has switched away from stays full until its release, which may
+        # come several cycles later (the unstructured engine releases when the gather's last
+        # response is out). Until then it holds a frame already read: not readable, even if
+        # the reader switches back to it first.
+        consumed = Signal(2)
+        consumed_next = Signal(2)
+        m.d.comb += [full_next.eq(full), rd_buf_next.eq(self.rd_buf), self.rd_full.eq(rd_full),
+                     consumed_next.eq(consumed)]
+        readable = full_next & ~consumed_next
+        m.d.sync += [full.eq(full_next), self.rd_buf.eq(rd_buf_next), consumed.eq(consumed_next),
+                     rd_full.eq(Mux(rd_buf_next, readable[1], readable[0]))]
         with m.If(self.mem_en):
             m.d.comb += self.tlast_error.eq(self.x_last != final)
             with m.If(self.x_last | final):
@@ -80,10 +88,12 @@ class XBuffers(wiring.Component):
             with m.Else():
                 m.d.sync += [count.eq(count + 1), self.mem_addr.eq(self.mem_addr + 1)]
         with m.If(self.switch):
-            m.d.comb += rd_buf_next.eq(~self.rd_buf)
+            m.d.comb += [rd_buf_next.eq(~self.rd_buf),
+                         consumed_next.bit_select(self.rd_buf, 1).eq(1)]
         with m.If(self.release):
             # Buffers are released in the order they were filled. A release never meets
             # the fill of the same buffer: the writer only fills a buffer that is not full.
-            m.d.comb += full_next.bit_select(release_buf, 1).eq(0)
+            m.d.comb += [full_next.bit_select(release_buf, 1).eq(0),
+                         consumed_next.bit_select(release_buf, 1).eq(0)]
             m.d.sync += release_buf.eq(~release_buf)
         return m

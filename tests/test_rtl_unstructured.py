@@ -72,3 +72,17 @@ def test_all_on_one_bank(tmp_path):
     # Accepted beats are 4 cycles apart; the last beat's own 3 extra cycles follow it.
     assert result.report["steady_cycles"] == 6 * 2 * 4 - 3
     assert result.report["crossbar_stall_cycles"] == 6 * 2 * 3
+
+
+@pytest.mark.parametrize("stalls", [Stalls(), STALLS], ids=["no-stalls", "stalls"])
+def test_short_matrices_do_not_reuse_a_read_x(stalls, tmp_path):
+    """A matrix of one or two w beats ends before the gather's last response frees its x
+    buffer: the reader switches twice before the first release. It must not take the
+    buffer it has just read for the next vector (found by the x-buffer proof, tb/formal.py)."""
+    config = Config(pattern="unstructured", lanes=2, pes=1, bank_size=1, cols=4)
+    W = np.zeros((1, 4), dtype=np.int64)
+    W[0, 1] = 3
+    X = np.random.default_rng(1).integers(-8, 8, (6, 4))
+    result = run_spmv(config, W, X, seed=5, stalls=stalls, workdir=tmp_path)
+    assert np.array_equal(result.y, spmv.spmv(config, W, X))
+    assert not result.report["error"] and result.report["y_tlast_ok"]

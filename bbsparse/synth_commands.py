@@ -15,7 +15,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bbsparse.cliutil import CliError, add_config_options, config_from, number_type
+from bbsparse.cliutil import (
+    CliError,
+    add_config_options,
+    check_folder,
+    config_from,
+    number_type,
+    positive_int,
+    write_outputs,
+)
 from bbsparse.golden.config import Config, ConfigError, parse_overrides
 from bbsparse.synth.boards import BOARDS, build_board
 from bbsparse.synth.flow import (
@@ -31,6 +39,9 @@ from bbsparse.synth.targets import RAM_POLICIES, TARGETS, FitError, Target, fit_
 __all__ = ["add_synth", "run_synth", "add_board", "run_board", "config_for"]
 
 _mhz = number_type(float, lambda v: 0 < v < 2000, "a frequency in MHz")
+# nextpnr reads its seed as a C int: a larger one would fail in the tool, minutes in.
+_seed = number_type(int, lambda v: -(2**31) <= v < 2**31,
+                    "an integer from -2147483648 to 2147483647")
 
 
 def config_for(args, default) -> Config:
@@ -81,7 +92,7 @@ def add_synth(subparsers) -> None:
     parser.add_argument("--freq", type=_mhz, metavar="MHZ",
                         help="clock constraint for nextpnr (default: 50 on the iCE40, "
                              "150 on the ECP5)")
-    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    parser.add_argument("--seed", type=_seed, default=1, help="nextpnr placement seed (default 1)")
     parser.add_argument("--ram", choices=list(RAM_POLICIES), default="auto",
                         help="where memories go: auto (Yosys' choice), lutram (ECP5: no block "
                              "RAM, synth_ecp5 -nobram: no EBR clock-to-output in the read "
@@ -120,6 +131,7 @@ def run_synth(args) -> int:
             progress(f"{target.name}: {pes_text(config)} fits: {report.summary()}")
             return 0
         out = Path(args.out) if args.out else default_folder(target, config, args.ram)
+        check_folder(out)  # before any tool: a folder it cannot write is refused now
         run_flow(target, config, out, args.freq, args.seed, fit_info, args.ram)
     except (FitError, FlowError) as exc:
         raise CliError(str(exc)) from None
@@ -146,9 +158,10 @@ def add_board(subparsers) -> None:
     parser.add_argument("--out", metavar="DIR", help="output folder (default build/board/<board>)")
     parser.add_argument("--baud", type=number_type(int, lambda v: v >= 1, "a positive integer"),
                         default=115200, help="UART baud rate (default 115200)")
-    parser.add_argument("--max-w-beats", type=int, metavar="N",
-                        help="weight memory depth in w beats (default: the board's)")
-    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    parser.add_argument("--max-w-beats", type=positive_int, metavar="N",
+                        help="weight memory depth in w beats, from the core's cycles_per_row "
+                             "to 65535 (default: the board's)")
+    parser.add_argument("--seed", type=_seed, default=1, help="nextpnr placement seed")
     parser.set_defaults(run=run_board)
 
 
@@ -157,9 +170,10 @@ def run_board(args) -> int:
     board = BOARDS[args.board]
     config = config_for(args, board)
     out = Path(args.out) if args.out else Path("build") / "board" / board.name
+    check_folder(out)  # before anything is built: a folder it cannot write is refused now
     try:
         build_board(board, config, out, baud=args.baud, max_w_beats=args.max_w_beats,
-                    seed=args.seed)
+                    seed=args.seed, write=write_outputs)
     except (ValueError, FlowError) as exc:  # FitError and BoardError are ValueErrors
         raise CliError(str(exc)) from None
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,48 @@ from pathlib import Path
 from .arith import clog2
 from .formats import FORMATS, format_of
 
-__all__ = ["Config", "ConfigError", "load_config", "parse_overrides"]
+__all__ = ["Config", "ConfigError", "LIMITS", "load_config", "parse_config", "parse_overrides"]
+
+# Upper bounds (DESIGN §2.2): what the largest FPGAs could hold, so that a configuration that
+# passes validation can be generated, simulated and fitted in bounded time and memory.
+#: Multipliers (lanes x pes): more DSP blocks than the largest FPGAs have (about 12k).
+MAX_MULTIPLIERS = 4096
+#: Row length: 2**20 activations, which every PE keeps twice (two x buffers).
+MAX_COLS = 1 << 20
+#: Operand widths: a 64 x 64-bit product already spans 16 18-bit DSP blocks.
+MAX_OPERAND_WIDTH = 64
+#: Accumulator width: 64-bit operands and 2**20 products need 148 bits.
+MAX_ACC_WIDTH = 256
+#: Adder-tree levels per stage: 4096 lanes make a tree of 12 levels.
+MAX_TREE_LEVELS_PER_STAGE = 16
+#: Vector memories, every PE's two x buffers: about the on-chip RAM of the largest FPGAs.
+MAX_VECTOR_MEMORY_BITS = 1 << 28
+#: A configuration file larger than this is not a configuration.
+MAX_CONFIG_BYTES = 1 << 20
+
+#: Every bound above, by name (for the docs and the tests).
+LIMITS = {
+    "multipliers": MAX_MULTIPLIERS,
+    "cols": MAX_COLS,
+    "operand_width": MAX_OPERAND_WIDTH,
+    "acc_width": MAX_ACC_WIDTH,
+    "tree_levels_per_stage": MAX_TREE_LEVELS_PER_STAGE,
+    "vector_memory_bits": MAX_VECTOR_MEMORY_BITS,
+    "config_bytes": MAX_CONFIG_BYTES,
+}
+
+
+def shown(value) -> str:
+    """`value` for a message: its repr, but never unbounded (a huge integer is described by
+    its size, a long text cut), and never an error (repr of an integer of more than 4300
+    digits raises)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of {value.bit_length()} bits"
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - any object a caller passes; its repr is only shown
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class ConfigError(ValueError):
@@ -54,22 +96,54 @@ class Config:
             value = getattr(self, field.name)
             if field.name == "relu":
                 if not isinstance(value, bool):
-                    raise ConfigError(f"relu must be a boolean (true or false), not {value!r}")
+                    raise ConfigError(
+                        f"relu must be a boolean (true or false), not {shown(value)}")
                 continue
             if field.name == "pattern":
-                if value not in FORMATS:
-                    raise ConfigError(
-                        f"pattern must be one of {', '.join(map(repr, FORMATS))}, not {value!r}")
+                # A str first: an unhashable value (a TOML array or table) cannot be looked up.
+                if not isinstance(value, str) or value not in FORMATS:
+                    raise ConfigError(f"pattern must be one of "
+                                      f"{', '.join(map(repr, FORMATS))}, not {shown(value)}")
                 continue
             if value is None and field.name in ("acc_width", "out_width"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"{field.name} must be an integer, not {value!r}")
+                raise ConfigError(f"{field.name} must be an integer, not {shown(value)}")
 
         for name in ("lanes", "pes", "bank_size", "nnz_per_bank", "cols", "tree_levels_per_stage"):
             self._require(name, getattr(self, name) >= 1, "must be at least 1")
         for name in ("weight_width", "act_width"):
             self._require(name, getattr(self, name) >= 1, "must be at least 1 bit")
+        # Upper bounds before anything is computed from the values (DESIGN §2.2).
+        for name in ("lanes", "pes"):
+            self._require(name, getattr(self, name) <= MAX_MULTIPLIERS,
+                          f"must be at most {MAX_MULTIPLIERS} (lanes x pes multipliers: more "
+                          f"DSP blocks than the largest FPGAs have)")
+        self._require(
+            "pes",
+            self.lanes * self.pes <= MAX_MULTIPLIERS,
+            f"must keep lanes x pes within {MAX_MULTIPLIERS} multipliers (more DSP blocks than "
+            f"the largest FPGAs have): at most {MAX_MULTIPLIERS // self.lanes} with "
+            f"{self.lanes} lanes",
+        )
+        self._require("cols", self.cols <= MAX_COLS,
+                      f"must be at most {MAX_COLS} (2**20 activations; every PE keeps two "
+                      f"copies of x on chip)")
+        for name in ("weight_width", "act_width"):
+            self._require(name, getattr(self, name) <= MAX_OPERAND_WIDTH,
+                          f"must be at most {MAX_OPERAND_WIDTH} bits (a 64 x 64-bit product "
+                          f"already spans 16 18-bit DSP blocks)")
+        for name in ("acc_width", "out_width"):
+            if getattr(self, name) is not None:
+                self._require(name, getattr(self, name) <= MAX_ACC_WIDTH,
+                              f"must be at most {MAX_ACC_WIDTH} bits (64-bit operands and "
+                              f"2**20 products need 148)")
+        self._require("tree_levels_per_stage",
+                      self.tree_levels_per_stage <= MAX_TREE_LEVELS_PER_STAGE,
+                      f"must be at most {MAX_TREE_LEVELS_PER_STAGE} (the adder tree of "
+                      f"{MAX_MULTIPLIERS} lanes has 12 levels)")
+        self._require("bank_size", self.bank_size <= self.cols,
+                      f"must not exceed cols ({self.cols})")
         self._require(
             "nnz_per_bank",
             self.nnz_per_bank <= self.bank_size,
@@ -83,6 +157,14 @@ class Config:
 
         for name, ok, rule in self.format.check(self):
             self._require(name, ok, rule)
+        bits = self.vector_memory_bits
+        self._require(
+            "cols",
+            bits <= MAX_VECTOR_MEMORY_BITS,
+            f"must keep the vector memories within 2**28 bits (256 Mbit, about the on-chip "
+            f"RAM of the largest FPGAs): {self.pes} PEs x {self.lanes} lanes x "
+            f"{2 * self.x_beats} words x {self.act_width} bits = {bits} bits",
+        )
         if self.acc_width is None:
             object.__setattr__(self, "acc_width", self.default_acc_width)
         product = self.weight_width + self.act_width
@@ -108,7 +190,7 @@ class Config:
 
     def _require(self, name: str, ok: bool, rule: str):
         if not ok:
-            raise ConfigError(f"{name} {rule}, not {getattr(self, name)!r}")
+            raise ConfigError(f"{name} {rule}, not {shown(getattr(self, name))}")
 
     # -- derived figures (DESIGN §2-4) ---------------------------------------------------
 
@@ -179,6 +261,12 @@ class Config:
         return self.pes * self.lanes
 
     @property
+    def vector_memory_bits(self) -> int:
+        """Bits of every PE's vector memories: ``pes * lanes`` banks of two x buffers
+        (``2 * x_beats`` words) of ``act_width`` bits."""
+        return self.pes * self.lanes * 2 * self.x_beats * self.act_width
+
+    @property
     def density(self) -> float:
         return self.nnz_per_bank / self.bank_size
 
@@ -218,43 +306,91 @@ def parse_overrides(items) -> dict:
     """Parse ``name=value`` strings (the ``--set`` option) into a dict.
 
     Values are read as TOML values (``8``, ``true``, ``"text"``); a bare word that is not
-    valid TOML is taken as a string.
+    valid TOML is taken as a string. One item is one assignment: a line break in it is
+    refused (TOML would read the next line as a key of its own and the item would lose it).
     """
     result = {}
     for item in items:
         name, sep, text = item.partition("=")
         name = name.strip()
         if not sep or not name:
-            raise ConfigError(f"--set takes name=value, not {item!r}")
+            raise ConfigError(f"--set takes name=value, not {shown(item)}")
         if name not in PARAMETERS:
             raise ConfigError(
-                f"unknown parameter {name!r} in --set; known: {', '.join(PARAMETERS)}"
+                f"unknown parameter {shown(name)} in --set; known: {', '.join(PARAMETERS)}"
             )
+        if "\n" in text or "\r" in text:
+            raise ConfigError(f"--set {name}: one name=value a --set, not {shown(item)} "
+                              f"(a line break)")
         try:
             value = tomllib.loads(f"v = {text.strip()}")["v"]
         except tomllib.TOMLDecodeError:
             value = text.strip()
+        except (ValueError, RecursionError) as exc:
+            # An integer of more digits than Python converts, arrays nested too deep.
+            raise ConfigError(f"--set {name}: cannot read the value {shown(text.strip())}: "
+                              f"{_reason(exc)}") from None
         result[name] = value
     return result
 
 
-def load_config(path: str | Path | None = None, overrides=()) -> Config:
-    """Build a configuration from a TOML file (optional) and ``name=value`` overrides."""
-    params: dict = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read configuration {str(path)!r}: {exc.strerror}") from None
-        try:
-            params = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        unknown = sorted(set(params) - set(PARAMETERS))
-        if unknown:
-            raise ConfigError(
-                f"{path}: unknown parameter {unknown[0]!r}; known: {', '.join(PARAMETERS)}"
-            )
+def _reason(exc: BaseException) -> str:
+    """The first sentence of `exc`'s message (not Python's advice after it)."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.split("; use sys.")[0]
+
+
+def _decode(data: bytes, source: str) -> str:
+    """The text of a configuration file, or ConfigError naming the file and where the first
+    byte that is not UTF-8 sits."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(f"{source}: not UTF-8 text: byte 0x{data[exc.start]:02x} at line "
+                          f"{line}, column {column} (TOML files are UTF-8)") from None
+
+
+def parse_config(data: bytes | str, source: str, overrides=()) -> Config:
+    """Build a configuration from the contents of a TOML file (`data`, named `source` in
+    messages) and ``name=value`` overrides."""
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source}: {len(data)} bytes; a configuration is a small TOML file "
+                          f"(at most {MAX_CONFIG_BYTES} bytes)")
+    text = _decode(data, source) if isinstance(data, bytes) else data
+    try:
+        params = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(f"{source}: cannot read it as TOML: {_reason(exc)}") from None
+    unknown = sorted(set(params) - set(PARAMETERS))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown parameter {shown(unknown[0])}; known: {', '.join(PARAMETERS)}"
+        )
     params.update(parse_overrides(overrides))
     return Config(**params)
+
+
+def load_config(path: str | Path | None = None, overrides=()) -> Config:
+    """Build a configuration from a TOML file (optional) and ``name=value`` overrides.
+
+    The file is checked before it is read: a folder, a device or a file of more than
+    :data:`MAX_CONFIG_BYTES` is refused with its name."""
+    if path is None:
+        return Config(**parse_overrides(overrides))
+    path = Path(path)
+    try:
+        status = path.stat()
+        if not stat.S_ISREG(status.st_mode):
+            kind = "a directory" if stat.S_ISDIR(status.st_mode) else "not a regular file"
+            raise ConfigError(f"cannot read configuration {str(path)!r}: it is {kind}")
+        if status.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: {status.st_size} bytes; a configuration is a small "
+                              f"TOML file (at most {MAX_CONFIG_BYTES} bytes)")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {str(path)!r}: {exc.strerror}") from None
+    return parse_config(data, str(path), overrides)

@@ -231,6 +231,15 @@ def _resolve_block(options, shape, source):
     if block is None:
         raise PruneOptionError("--pattern block needs --block")
     grid_rows, grid_cols = block_grid(shape, block)
+    rows, cols = shape
+    # prune_block pads the matrix to whole tiles; a block far larger than the matrix would
+    # pad it to an array no memory holds. A block of at most the shorter side pads it to
+    # less than 4 times its size.
+    if grid_rows * block * grid_cols * block > 4 * rows * cols:
+        raise PruneOptionError(
+            f"--block ({block}) is too large for the {rows}x{cols} matrix of {source}: whole "
+            f"{block}x{block} tiles would cover {grid_rows * block}x{grid_cols * block} "
+            f"weights, more than 4 times the matrix; use a block of at most {min(rows, cols)}")
     tiles = grid_rows * grid_cols
     keep = options.get("blocks")
     if keep is None:

@@ -11,7 +11,8 @@ from ..golden.config import Config
 from .axis import flat_ports, port_widths
 from .engines import engine_of
 
-__all__ = ["TOP_NAME", "verilog_text", "describe", "write_if_changed", "write_design"]
+__all__ = ["TOP_NAME", "verilog_text", "describe", "design_files", "write_if_changed",
+           "write_design"]
 
 TOP_NAME = "bbs_spmv"
 
@@ -75,11 +76,27 @@ def write_if_changed(path: Path, text: str) -> bool:
     return True
 
 
-def write_design(config: Config, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write `bbs_spmv.v` and `bbs_spmv.json` into `out_dir`; return their paths."""
+def design_files(config: Config, out_dir: str | Path) -> dict[Path, str]:
+    """The files of `bbsparse generate` for `config`: ``out_dir/bbs_spmv.v`` and
+    ``out_dir/bbs_spmv.json``, with their texts."""
     out_dir = Path(out_dir)
-    v_path = out_dir / f"{TOP_NAME}.v"
-    j_path = out_dir / f"{TOP_NAME}.json"
-    write_if_changed(v_path, verilog_text(config))
-    write_if_changed(j_path, json.dumps(describe(config), indent=2) + "\n")
+    return {
+        out_dir / f"{TOP_NAME}.v": verilog_text(config),
+        out_dir / f"{TOP_NAME}.json": json.dumps(describe(config), indent=2) + "\n",
+    }
+
+
+def write_design(config: Config, out_dir: str | Path, write=None) -> tuple[Path, Path]:
+    """Write `bbs_spmv.v` and `bbs_spmv.json` into `out_dir`; return their paths.
+
+    `write` receives ``{path: text}`` and writes them; the command line passes its atomic
+    writer (all files or none, each only if its text changed). Without it, each file goes
+    through :func:`write_if_changed`."""
+    files = design_files(config, out_dir)
+    if write is None:
+        for path, text in files.items():
+            write_if_changed(path, text)
+    else:
+        write(files)
+    v_path, j_path = files
     return v_path, j_path

@@ -1,6 +1,6 @@
 """`bbs_spmv`: the bank-balanced sparse matrix-vector core with its AXI4-Stream ports."""
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -25,7 +25,8 @@ class BBSSpMV(wiring.Component):
     s_axis_x : In(AXIStream)  x, ``lanes * act_width`` bits a beat, lane-transposed.
     s_axis_w : In(AXIStream)  w in CSB, ``pes * lanes`` entries a beat.
     m_axis_y : Out(AXIStream) y, ``pes * out_width`` bits a beat, one per row group.
-    error : Out(1), sticky: a ``tlast`` disagreed with the beat count.
+    error : Out(1), sticky: a ``tlast`` disagreed with the beat count, or a nonzero w
+        slot carried an in-bank index ``>= bank_size`` (DESIGN §4.2).
 
     Architecture: every PE has its own :class:`VectorBanks` (one memory per lane, two x
     buffers deep, so the next x loads while the current matrix streams); each w beat gives
@@ -135,7 +136,18 @@ class BBSSpMV(wiring.Component):
         ]
         error = Signal()
         m.d.comb += self.error.eq(error)
-        with m.If(xbuf.tlast_error | (w_accept & w_last & ~row_end)):
+        # An in-bank index past the bank on a nonzero slot would read the next bank's
+        # activation: refused like a misplaced tlast. Only a bank_size that is not a power of
+        # two leaves index values past it; otherwise there is nothing to check (and no
+        # logic). The comparison is registered, so `error` rises two cycles after the beat.
+        stream_error = xbuf.tlast_error | (w_accept & w_last & ~row_end)
+        if c.bank_size < 1 << c.index_width:
+            index_error = Signal()
+            past_bank = [(w_payload[i].value != 0) & (w_payload[i].index >= c.bank_size)
+                         for i in range(pes * lanes)]
+            m.d.sync += index_error.eq(w_accept & Cat(*past_bank).any())
+            stream_error = stream_error | index_error
+        with m.If(stream_error):
             m.d.sync += error.eq(1)
         with m.If(w_accept):
             with m.If(row_end | w_last):

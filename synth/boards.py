@@ -27,12 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..golden.config import Config
+from ..golden.protocol import MAX_LENGTH
+from ..hdl.engines import MemoryNeed
+from ..hdl.generate import write_if_changed
 from .families import with_hooks
 from .flow import classify_cell, parse_nextpnr_report, parse_yosys_stat
-from .targets import TARGETS, Target, require_fit
+from .targets import TARGETS, FitError, Target, fit_check, require_fit
 from .tools import FlowError, run_step, yowasp
 
-__all__ = ["BOARDS", "Board", "BoardError", "build_board", "divisor_for"]
+__all__ = ["BOARDS", "Board", "BoardError", "build_board", "check_max_w_beats",
+           "divisor_for", "link_memories"]
 
 BOARD_TOP = "bbs_board"
 
@@ -116,14 +120,51 @@ def _run_commands(out: Path, commands: list[list[str]]) -> None:
         print(f": {seconds:.1f} s", flush=True)
 
 
+def link_memories(config: Config, max_w_beats: int) -> list[MemoryNeed]:
+    """The host link's memories (``hdl/run_sequencer.py``), each one write port and one
+    synchronous read port: the weight memory, one x frame, and the y beats of a run."""
+    return [
+        MemoryNeed("weight memory", 1, max_w_beats, config.w_beat_width),
+        MemoryNeed("x buffer", 1, config.x_beats, config.x_beat_width),
+        MemoryNeed("y buffer", 1, -(-max_w_beats // config.cycles_per_row), config.y_beat_width),
+    ]
+
+
+def check_max_w_beats(config: Config, max_w_beats) -> None:
+    """BoardError unless `max_w_beats` is a weight-memory depth the link can address."""
+    if isinstance(max_w_beats, bool) or not isinstance(max_w_beats, int) \
+            or not config.cycles_per_row <= max_w_beats <= MAX_LENGTH:
+        raise BoardError(f"max_w_beats (--max-w-beats, the weight memory's depth) must be "
+                         f"from cycles_per_row ({config.cycles_per_row}, one row group) to "
+                         f"{MAX_LENGTH} (the 16-bit length of a LOAD_W frame), not "
+                         f"{max_w_beats!r}")
+
+
 def build_board(board: Board, config: Config, out: Path, *, baud: int = 115200,
-                max_w_beats: int | None = None, seed: int = 1) -> dict:
-    """Elaborate, synthesise, place, route and pack the board top into `out`; the report."""
+                max_w_beats: int | None = None, seed: int = 1, write=None) -> dict:
+    """Elaborate, synthesise, place, route and pack the board top into `out`; the report.
+
+    Everything that can be refused is checked before `out` is touched: the weight memory's
+    depth, the fit of the core and of the link's memories (the weight memory first among
+    them) on the device, the baud rate. `write` receives ``{path: text}`` for
+    ``board.json`` (the command line passes its atomic writer); without it the file goes
+    through :func:`~bbsparse.hdl.generate.write_if_changed`."""
     target = board.target_info
-    max_w_beats = max_w_beats or board.max_w_beats
+    max_w_beats = board.max_w_beats if max_w_beats is None else max_w_beats
+    check_max_w_beats(config, max_w_beats)
     from ..hdl.board import BoardPins, BoardTop
 
-    fit = require_fit(target, config, "auto")  # the DSP blocks, and the core's memories
+    # The DSP blocks, the core's memories and the link's: a weight memory larger than the
+    # block RAM is refused here, not by nextpnr after minutes.
+    memories = link_memories(config, max_w_beats)
+    try:
+        fit = require_fit(target, config, "auto", extra=memories)
+    except FitError as exc:
+        if fit_check(target, config, "auto").problems():
+            raise
+        raise FitError(f"{exc}; the weight memory of {max_w_beats} beats (--max-w-beats, "
+                       f"default {board.max_w_beats} on the {board.name}) is what does not "
+                       f"fit") from None
     family = target.family
     top = BoardTop(config, divisor=divisor_for(board.clock_hz, baud),
                    max_w_beats=max_w_beats, clock_hz=board.clock_hz)
@@ -176,7 +217,12 @@ def build_board(board: Board, config: Config, out: Path, *, baud: int = 115200,
         "bitstream": bitstream.name,
         "seconds": round(seconds, 1),
     }
-    (out / "board.json").write_text(json.dumps(report, indent=2) + "\n")
+    files = {out / "board.json": json.dumps(report, indent=2) + "\n"}
+    if write is None:
+        for path, text in files.items():
+            write_if_changed(path, text)
+    else:
+        write(files)
     fmax = pnr["fmax"]
     print(f"{bitstream} ({bitstream.stat().st_size} bytes): Fmax {fmax['achieved_mhz']:.1f} "
           f"MHz against the board's {fmax['constraint_mhz']:g} MHz; {cells['dsps']} "

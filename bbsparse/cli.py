@@ -17,8 +17,11 @@ import numpy as np
 from bbsparse.cliutil import (  # noqa: F401 - number_type: synth/flow.py until it moves
     PROG,
     CliError,
+    MoveFile,
     Parser,
     add_config_options,
+    check_folder,
+    check_outputs,
     config_from,
     count,
     load_integers,
@@ -27,6 +30,8 @@ from bbsparse.cliutil import (  # noqa: F401 - number_type: synth/flow.py until 
     positive_int,
     probability,
     save_array,
+    staging_file,
+    write_outputs,
 )
 from bbsparse.golden.prune import OPTIONS as PRUNE_OPTIONS
 from bbsparse.golden.prune import PRUNERS, PruneOptionError
@@ -89,6 +94,7 @@ def run_prune(args) -> int:
     """``bbsparse prune``: load, prune, write atomically, print a one-line summary."""
     matrix = load_matrix(args.weights)
     params, description = prune_params(args, matrix.shape)
+    check_outputs([args.out])
     pruned = PRUNERS[args.pattern](matrix, **params)
     save_array(args.out, pruned)
     rows, cols = pruned.shape
@@ -121,10 +127,10 @@ def run_generate(args) -> int:
 
     config = config_from(args)
     start = time.monotonic()
-    try:
-        v_path, j_path = write_design(config, args.out)
-    except OSError as exc:
-        raise CliError(f"cannot write into {args.out}: {exc.strerror}") from None
+    out = Path(args.out)
+    check_outputs([out / "bbs_spmv.v", out / "bbs_spmv.json"], make_dirs=True)
+    v_path, j_path = write_design(config, out, write=lambda files: write_outputs(
+        files, only_if_changed=True, make_dirs=True))
     derived = describe(config)["derived"]
     print(f"{v_path}, {j_path}: {config.lanes} lanes x {config.pes} PEs, "
           f"{config.format.outline(config)}, latency {derived['latency']} "
@@ -167,7 +173,7 @@ def run_spmv(args) -> int:
     import json
 
     from bbsparse.golden import spmv as golden
-    from bbsparse.tb.harness import Stalls
+    from bbsparse.tb.harness import SimulationError, Stalls
     from bbsparse.tb.harness import run_spmv as rtl_spmv
 
     config = config_from(args)
@@ -184,30 +190,56 @@ def run_spmv(args) -> int:
         raise CliError(f"{args.weights} breaks the configured pattern "
                        f"({config.pattern}): {violation}")
     out = Path(args.out)
-    if not out.parent.is_dir():
-        raise CliError(f"cannot write {args.out}: directory {str(out.parent)!r} does not exist")
+    json_path = out.with_suffix(".json")
+    if json_path == out:
+        raise CliError(f"--out {args.out}: the report goes beside the result as "
+                       f"{json_path}, the same file; name the result Y.npy")
+    outputs = [out, json_path] + ([Path(args.waves)] if args.waves else [])
+    check_outputs(outputs)  # before the run: a bad path must not cost a simulation
     expected = golden.spmv(config, weights, x)  # also checks the value ranges
     stalls = Stalls(x_idle=args.x_idle, w_idle=args.w_idle, y_stall=args.y_stall,
                     y_burst=args.y_burst)
-    result = rtl_spmv(config, weights, x, seed=args.seed, stalls=stalls, waves=args.waves,
-                      order=args.order,
-                      log=lambda message: print(message, file=sys.stderr, flush=True))
+    # The simulator writes the waveform into a temporary file beside FILE.vcd, which is
+    # renamed into place with the other outputs.
+    waves = staging_file(args.waves) if args.waves else None
+    try:
+        result = rtl_spmv(config, weights, x, seed=args.seed, stalls=stalls, waves=waves,
+                          order=args.order,
+                          log=lambda message: print(message, file=sys.stderr, flush=True))
+    except BaseException as exc:
+        if waves is not None:
+            waves.unlink(missing_ok=True)
+        if isinstance(exc, SimulationError):  # the RTL's failure, not the user's: status 1
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 1
+        raise
+    if waves is not None and waves.stat().st_size == 0:
+        waves.unlink()
+        raise CliError(f"the simulator wrote no waveform for {args.waves}")
     report = dict(result.report)
     mismatches = int(np.count_nonzero(result.y != expected))
     report["golden_mismatches"] = mismatches
     report["parameters"] = config.to_dict()
-    save_array(args.out, result.y)
-    json_path = out.with_suffix(".json")
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    files = {out: result.y, json_path: json.dumps(report, indent=2) + "\n"}
+    if waves is not None:
+        files[Path(args.waves)] = MoveFile(waves)
+    write_outputs(files)
     print(f"{args.out}: {result.y.shape} from the RTL; cycles {report['cycles']} (ideal "
           f"{report['ideal_cycles']}), utilization {report['utilization']:.4f} whole run, "
           f"{report['utilization_steady']:.4f} steady; {report['sim_cycles_per_second'] / 1e6:.2f}"
           f" M simulated cycles/s; golden check: "
           + ("all match" if mismatches == 0 else f"{mismatches} MISMATCHES"))
-    print(f"report: {json_path}")
+    print(f"report: {json_path}" + (f"; waveform: {args.waves}" if args.waves else ""))
+    failures = []
+    if mismatches:
+        failures.append(f"{mismatches} results differ from the golden model")
     if report["error"]:
-        print(f"{PROG}: the core raised its error output", file=sys.stderr)
-    return 0 if mismatches == 0 and not report["error"] else 1
+        failures.append("the core raised its error output")
+    if not report["y_tlast_ok"]:
+        failures.append("y tlast was not on exactly the last row group of every matrix")
+    if failures:
+        print(f"{PROG}: {'; '.join(failures)}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 # -- demo ------------------------------------------------------------------------------------
@@ -234,8 +266,7 @@ def run_demo(args) -> int:
     from bbsparse import demo_digits
 
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise CliError(f"cannot write into {args.out}: it is not a directory")
+    check_folder(out)
     return demo_digits.main(out, args.seed)
 
 
@@ -275,8 +306,7 @@ def run_bench(args) -> int:
         raise CliError(f"--targets: unknown target {unknown[0]!r}; known: "
                        f"{', '.join(TARGETS)}, or 'none'")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise CliError(f"cannot write into {args.out}: it is not a directory")
+    check_folder(out)
     from bbsparse.synth.tools import FlowError
 
     try:
@@ -309,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_spmv(subparsers)
     add_demo(subparsers)
     add_bench(subparsers)
+    from bbsparse.verify import add_verify
+
+    add_verify(subparsers)
     # Imported here: synth_commands uses this module's helpers (CliError, config options).
     from bbsparse.synth_commands import add_board, add_synth
 
@@ -328,7 +361,12 @@ def main(argv=None) -> int:
         return 2
     except ValueError as exc:
         # The golden models raise ValueError with messages written for the user.
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        # The loaders and the configuration bounds refuse what cannot fit before allocating;
+        # an input that is merely too large for this machine still ends in one line.
+        print(f"{PROG}: error: not enough memory for this input", file=sys.stderr)
         return 2
     except SystemExit as exc:
         # --help exits through argparse; report its status instead of leaving the process.

@@ -7,7 +7,8 @@ The command line is :func:`bbsparse.cli.add_bench`; ``make bench`` writes into
 Every cycle count comes from the RTL under Verilator (tb/harness.py), every result is
 checked against the golden model, and every FPGA figure from Yosys and nextpnr's reports
 (synth/flow.py). Writes ``results.json``, ``results.md`` and PNG plots into the output
-folder, with a progress line per step.
+folder, with a progress line per step: which step of how many, the time so far and an
+estimate of the time left (:class:`Steps`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import numpy as np
 from .golden import prune, spmv
 from .golden.config import Config
 from .hdl.generate import verilog_text
+from .synth.tools import duration_text
 
-__all__ = ["main", "pattern_runs", "scaling_runs"]
+__all__ = ["main", "pattern_runs", "scaling_runs", "Steps"]
 
 # DESIGN §7 and the published accelerators a per-DSP figure compares with.
 PUBLISHED = [
@@ -36,6 +38,78 @@ PUBLISHED = [
 
 def _log(message: str) -> None:
     print(message, flush=True)
+
+
+class Steps:
+    """Progress lines for a run of planned steps, one as each starts: ``bench [3/31] BBS 1/8
+    (...) ... elapsed 1 min 40 s, about 8 min left``.
+
+    `plan` gives each step's kind in order, `priors` a kind's expected seconds (a kind
+    without one is estimated once a step of it has finished). The time left is, for the
+    step starting and every later one, the mean of the finished steps of its kind, else its
+    kind's prior; a line without an estimate says so."""
+
+    def __init__(self, name: str, plan: list[str], priors: dict | None = None, log=_log,
+                 clock=time.monotonic):
+        self.name, self.plan, self.priors = name, list(plan), dict(priors or {})
+        self.log, self.clock = log, clock
+        self.start = clock()
+        self.done: dict[str, list[float]] = {}
+        self.index = 0
+        self._began = None
+
+    def _estimate(self, kind: str):
+        times = self.done.get(kind)
+        return sum(times) / len(times) if times else self.priors.get(kind)
+
+    def left(self):
+        """Seconds left from the start of step `index` on, or None if a kind is unknown."""
+        guesses = [self._estimate(kind) for kind in self.plan[self.index:]]
+        return None if any(g is None for g in guesses) else sum(guesses)
+
+    def begin(self, label: str) -> None:
+        """Close the step before (its time goes to its kind) and announce the next one."""
+        now = self.clock()
+        if self._began is not None:
+            self.done.setdefault(self.plan[self.index], []).append(now - self._began)
+            self.index += 1
+        if self.index >= len(self.plan):
+            raise ValueError(f"{self.name}: more steps than the {len(self.plan)} planned")
+        self._began = now
+        left = self.left()
+        estimate = (f", about {duration_text(left)} left" if left is not None
+                    else ", time left estimated after the first step")
+        self.log(f"{self.name} [{self.index + 1}/{len(self.plan)}] {label} ... elapsed "
+                 f"{duration_text(now - self.start)}{estimate}")
+
+
+def pattern_cases() -> list[tuple[str, int, int]]:
+    """(name, bank_size, nnz_per_bank) of the BBS patterns, dense first."""
+    cases = [("dense", 8, 8)]
+    cases += [(f"BBS {n}/8", 8, n) for n in (4, 2, 1)]
+    cases += [(f"BBS {n}/16", 16, n) for n in (8, 4, 2, 1)]
+    cases += [("2:4", 4, 2)]
+    return cases
+
+
+#: The unstructured densities, each run in both stream orders.
+UNSTRUCTURED_DENSITIES = (1 / 2, 1 / 4, 1 / 8, 1 / 16)
+UNSTRUCTURED_ORDERS = ("banks", "columns")
+
+
+def scaling_grid() -> list[tuple[str, dict, int]]:
+    """(axis, configuration parameters, rows) of the scaling runs."""
+    grid = [("lanes", dict(lanes=lanes, pes=2, cols=1024), 256) for lanes in (1, 2, 4, 8, 16, 32)]
+    grid += [("cols", dict(lanes=16, pes=2, cols=cols), 256) for cols in (64, 256, 1024, 4096)]
+    grid += [("rows", dict(lanes=16, pes=2, cols=1024), rows) for rows in (64, 256, 1024)]
+    return grid
+
+
+def _steps_or_lines(steps):
+    """`steps` or, for a caller that gave none, plain ``bench: ...`` lines."""
+    if steps is not None:
+        return steps.begin
+    return lambda label: _log(f"bench: {label} ...")
 
 
 def _run(config: Config, W, X, order: str = "banks") -> dict:
@@ -50,31 +124,29 @@ def _run(config: Config, W, X, order: str = "banks") -> dict:
     return report
 
 
-def pattern_runs(rows: int, cols: int, lanes: int, pes: int, vectors: int, seed: int) -> list:
+def pattern_runs(rows: int, cols: int, lanes: int, pes: int, vectors: int, seed: int,
+                 steps: Steps | None = None) -> list:
     """BBS at several densities, 2:4, unstructured at the same nonzero counts, and dense,
     all on one array (lanes x pes multipliers) and one weight matrix."""
+    begin = _steps_or_lines(steps)
     rng = np.random.default_rng(seed)
     dense = rng.integers(-128, 128, size=(rows, cols))
     X = rng.integers(-128, 128, size=(vectors, cols))
-    cases = [("dense", 8, 8)]
-    cases += [(f"BBS {n}/8", 8, n) for n in (4, 2, 1)]
-    cases += [(f"BBS {n}/16", 16, n) for n in (8, 4, 2, 1)]
-    cases += [("2:4", 4, 2)]
     runs = []
-    for name, bank, nnz in cases:
+    for name, bank, nnz in pattern_cases():
         config = Config(lanes=lanes, pes=pes, cols=cols, bank_size=bank, nnz_per_bank=nnz)
         W = prune.PRUNERS["bbs"](dense, bank_size=bank, nnz_per_bank=nnz)
-        _log(f"bench: patterns: {name} ({rows}x{cols}, {lanes} lanes x {pes} PEs) ...")
+        begin(f"patterns: {name} ({rows}x{cols}, {lanes} lanes x {pes} PEs)")
         runs.append({"pattern": name, "kind": "dense" if nnz == bank else "bbs",
                      "density": nnz / bank, "nonzeros": int(np.count_nonzero(W)),
                      **_run(config, W, X)})
-    for density in (1 / 2, 1 / 4, 1 / 8, 1 / 16):
+    for density in UNSTRUCTURED_DENSITIES:
         nonzeros = int(rows * cols * density)
         W = prune.PRUNERS["unstructured"](dense, nnz=nonzeros)
         config = Config(lanes=lanes, pes=pes, cols=cols, bank_size=16, pattern="unstructured")
-        for order in ("banks", "columns"):
+        for order in UNSTRUCTURED_ORDERS:
             name = f"unstructured {density:g} ({order})"
-            _log(f"bench: patterns: {name} ...")
+            begin(f"patterns: {name}")
             runs.append({"pattern": name, "kind": f"unstructured-{order}", "density": density,
                          "nonzeros": nonzeros, **_run(config, W, X, order)})
     dense_cycles = runs[0]["cycles"]
@@ -86,19 +158,17 @@ def pattern_runs(rows: int, cols: int, lanes: int, pes: int, vectors: int, seed:
     return runs
 
 
-def scaling_runs(seed: int) -> list:
+def scaling_runs(seed: int, steps: Steps | None = None) -> list:
     """Cycles and utilization as lanes, cols and rows grow (BBS 1/8, bank 8)."""
+    begin = _steps_or_lines(steps)
     rng = np.random.default_rng(seed)
     runs = []
-    grid = [("lanes", dict(lanes=lanes, pes=2, cols=1024), 256) for lanes in (1, 2, 4, 8, 16, 32)]
-    grid += [("cols", dict(lanes=16, pes=2, cols=cols), 256) for cols in (64, 256, 1024, 4096)]
-    grid += [("rows", dict(lanes=16, pes=2, cols=1024), rows) for rows in (64, 256, 1024)]
-    for axis, params, rows in grid:
+    for axis, params, rows in scaling_grid():
         config = Config(bank_size=8, nnz_per_bank=1, **params)
         W = prune.PRUNERS["bbs"](rng.integers(-128, 128, size=(rows, config.cols)),
                                  bank_size=8, nnz_per_bank=1)
         X = rng.integers(-128, 128, size=(2, config.cols))
-        _log(f"bench: scaling {axis}: lanes {config.lanes}, cols {config.cols}, rows {rows} ...")
+        begin(f"scaling {axis}: lanes {config.lanes}, cols {config.cols}, rows {rows}")
         report = _run(config, W, X)
         # The work is the nonzeros; the array does `multipliers` of them a cycle.
         bound = 2 * np.count_nonzero(W) / config.multipliers
@@ -114,40 +184,79 @@ def generation_seconds(config: Config) -> float:
     return time.monotonic() - start
 
 
-def fpga_runs(targets, out: Path, reuse: bool, seed: int) -> list:
+def _fit_config(name: str) -> Config:
+    from .synth.flow import fit_search
+    from .synth.targets import TARGETS
+
+    return fit_search(TARGETS[name], Config())[0]["_config"]
+
+
+def _reusable(out: Path, name: str, config: Config, reuse: bool) -> Path | None:
+    previous = out / "synth" / name / "report.json"
+    if reuse and previous.exists() and \
+            json.loads(previous.read_text())["parameters"] == config.to_dict():
+        return previous
+    return None
+
+
+def fpga_seconds(out: Path, name: str, reuse: bool) -> float:
+    """What `bbsparse synth --fit` on target `name` is expected to take: nothing if its
+    report is reused, else the wall time of the last run in `out` if there is one, else a
+    rough figure from the DSP blocks it will fill: ``dsps ** 1.2`` seconds, fitted on the
+    saved bench's four targets (10 s for 8 SB_MAC16 ... 430 s for 156 MULT18X18D, each
+    within a factor 1.6)."""
+    config = _fit_config(name)
+    if _reusable(out, name, config, reuse):
+        return 0.0
+    previous = out / "synth" / name / "report.json"
+    if previous.exists():
+        return float(json.loads(previous.read_text())["total_seconds"])
+    return float(config.multipliers) ** 1.2
+
+
+def fpga_runs(targets, out: Path, reuse: bool, seed: int, steps: Steps | None = None) -> list:
     """The largest fitting configuration per target (``bbsparse synth --fit``): resources
     and Fmax from Yosys and nextpnr, the configuration's utilization from the RTL, and the
     GOPS they give (2 ops a MAC)."""
-    from .synth.flow import fit_search, run_flow
+    from .synth.flow import run_flow
+    from .synth.table import logic_figures
     from .synth.targets import TARGETS
 
+    begin = _steps_or_lines(steps)
     results = []
     for name in targets:
         target = TARGETS[name]
-        config = fit_search(target, Config())[0]["_config"]
+        config = _fit_config(name)
         folder = out / "synth" / name
-        previous = folder / "report.json"
-        if reuse and previous.exists() and \
-                json.loads(previous.read_text())["parameters"] == config.to_dict():
-            _log(f"bench: FPGA {name}: reusing {previous}")
+        previous = _reusable(out, name, config, reuse)
+        if previous is not None:
+            begin(f"FPGA {name}: reusing {previous}")
             report = json.loads(previous.read_text())
         else:
-            _log(f"bench: FPGA {name}: {config.lanes} lanes x {config.pes} PEs through Yosys "
-                 f"and nextpnr ...")
+            begin(f"FPGA {name}: {config.lanes} lanes x {config.pes} PEs through Yosys and "
+                  f"nextpnr")
             report = run_flow(target, config, folder).report
         rng = np.random.default_rng(seed)
         rows = 32 * config.pes
         W = prune.PRUNERS["bbs"](rng.integers(-128, 128, size=(rows, config.cols)),
                                  bank_size=config.bank_size, nnz_per_bank=config.nnz_per_bank)
         X = rng.integers(-128, 128, size=(2, config.cols))
-        _log(f"bench: FPGA {name}: utilization of that configuration on the RTL ...")
+        begin(f"FPGA {name}: utilization of that configuration on the RTL")
         sim = _run(config, W, X)
         used = report["resources"]
+        logic = logic_figures(report)
         fmax = report["fmax"]["achieved_mhz"]
         per_cycle = 2 * config.multipliers * sim["utilization_steady"]
         results.append({
             "target": name, "lanes": config.lanes, "pes": config.pes,
-            "lut": used["luts"]["used"], "ff": used["ffs"]["used"],
+            # lut: the report's luts (LUT4s in use, DESIGN §7.2), kept for older readers;
+            # lut4 (Yosys) and logic_cells (nextpnr) are one unit each.
+            "lut": used["luts"]["used"],
+            "lut4": f"{logic['lut4']['used']}/{logic['lut4']['available']}",
+            "logic_cells": (f"{logic['logic_cells']['used']}/"
+                            f"{logic['logic_cells']['available']}"
+                            if logic["logic_cells"] else None),
+            "ff": logic["ffs"]["used"],
             "dsp": f"{used['dsps']['used']}/{used['dsps']['available']}",
             "bram": f"{used['brams']['used']}/{used['brams']['available']}",
             "fmax_mhz": fmax, "constraint_mhz": report["fmax"]["constraint_mhz"],
@@ -161,6 +270,18 @@ def fpga_runs(targets, out: Path, reuse: bool, seed: int) -> list:
             "critical_path": report.get("critical_path"),
         })
     return results
+
+
+def plan(targets, out: Path, reuse: bool) -> Steps:
+    """The bench's steps, in the order :func:`main` runs them, with their priors."""
+    kinds = ["sim"] * (len(pattern_cases())
+                       + len(UNSTRUCTURED_DENSITIES) * len(UNSTRUCTURED_ORDERS)
+                       + len(scaling_grid()))
+    priors = {}
+    for name in targets:
+        kinds += [f"fpga {name}", "sim"]
+        priors[f"fpga {name}"] = fpga_seconds(out, name, reuse)
+    return Steps("bench", kinds, priors)
 
 
 def plot(patterns: list, scaling: list, out: Path) -> list[str]:
@@ -255,14 +376,20 @@ def markdown(results: dict) -> str:
                      f"{100 * r['utilization_steady']:.1f} % |")
     if results.get("fpga"):
         lines += ["", "## FPGA targets (largest fitting configuration)", "",
-                  "| target | lanes x pes | LUT | FF | DSP | BRAM | Fmax (MHz) | GOPS sparse "
-                  "| GOPS dense-equivalent | ops / DSP / cycle |",
-                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "| target | lanes x pes | LUT4 (Yosys) | logic cells (nextpnr) | FF | DSP "
+                  "| BRAM | Fmax (MHz) | GOPS sparse | GOPS dense-equivalent "
+                  "| ops / DSP / cycle |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for r in results["fpga"]:
             lines.append(
-                f"| {r['target']} | {r['lanes']} x {r['pes']} | {r['lut']} | {r['ff']} | "
-                f"{r['dsp']} | {r['bram']} | {r['fmax_mhz']:.1f} | {r['gops_sparse']:.1f} | "
+                f"| {r['target']} | {r['lanes']} x {r['pes']} | {r.get('lut4') or '-'} | "
+                f"{r.get('logic_cells') or '-'} | {r['ff']} | {r['dsp']} | {r['bram']} | "
+                f"{r['fmax_mhz']:.1f} | {r['gops_sparse']:.1f} | "
                 f"{r['gops_dense_equivalent']:.1f} | {r['ops_per_dsp_per_cycle']:.2f} |")
+        lines += ["", "LUT4: the LUT4 cells of Yosys' netlist; logic cells: those nextpnr "
+                  "placed (TRELLIS_COMB on the ECP5, one LUT4 each; ICESTORM_LC on the "
+                  "iCE40, a LUT4 and a flip-flop, either or both used); FF: Yosys' "
+                  "flip-flops (DESIGN §7.2)."]
         lines += ["", "Published, for scale: " + "; ".join(
             f"{p['name']}: {p['gops']} GOPS" for p in PUBLISHED) + "."]
     speed = results["tool_speed"]
@@ -282,9 +409,10 @@ def main(out: Path, *, rows: int = 1024, cols: int = 1024, lanes: int = 16, pes:
          vectors: int = 2, seed: int = 7, targets=(), reuse_synth: bool = False) -> int:
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    patterns = pattern_runs(rows, cols, lanes, pes, vectors, seed)
-    scaling = scaling_runs(seed)
-    fpga = fpga_runs(targets, out, reuse_synth, seed) if targets else []
+    steps = plan(targets, out, reuse_synth)
+    patterns = pattern_runs(rows, cols, lanes, pes, vectors, seed, steps)
+    scaling = scaling_runs(seed, steps)
+    fpga = fpga_runs(targets, out, reuse_synth, seed, steps) if targets else []
     builds = [r["verilator_build_seconds"] for r in patterns + scaling]
     dense = patterns[0]
     results = {
@@ -309,5 +437,5 @@ def main(out: Path, *, rows: int = 1024, cols: int = 1024, lanes: int = 16, pes:
     (out / "results.md").write_text(markdown(results))
     _log(markdown(results))
     _log(f"bench: wrote {out / 'results.json'}, {out / 'results.md'} and "
-         f"{', '.join(results['plots'])} in {results['seconds']:.0f} s")
+         f"{', '.join(results['plots'])} in {duration_text(results['seconds'])}")
     return 0

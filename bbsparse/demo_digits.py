@@ -44,6 +44,7 @@ import numpy as np
 from .golden import prune
 from .golden.config import Config
 from .golden.spmv import spmv
+from .synth.tools import duration_text
 
 __all__ = [
     "HIDDEN",
@@ -352,6 +353,19 @@ def run(out: str | Path, seed: int = 0, *, patterns=PATTERNS, test_images: int |
         return _run(Path(out), seed, patterns, test_images, train_epochs, finetune_epochs, log)
 
 
+def _announce(log, number, steps, pattern, finetune_epochs, started, seconds) -> None:
+    """``demo [3/12] BBS 2/8: ... elapsed 1 min 40 s, about 8 min left``: the time left is
+    the mean time of the patterns done so far times the patterns left, this one included."""
+    epochs = f"{finetune_epochs} epoch" + ("s" if finetune_epochs != 1 else "")
+    work = f"prune, fine-tune {epochs}, " if pattern.prune_layer else ""
+    elapsed = duration_text(time.monotonic() - started)
+    left = steps - number + 1
+    estimate = (f", about {duration_text(sum(seconds) / len(seconds) * left)} left" if seconds
+                else "")
+    log(f"demo [{number}/{steps}] {pattern.label}: {work}quantize, both layers on the RTL ... "
+        f"elapsed {elapsed}{estimate}")
+
+
 def _run(out, seed, patterns, test_images, train_epochs, finetune_epochs, log) -> dict:
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
@@ -361,6 +375,8 @@ def _run(out, seed, patterns, test_images, train_epochs, finetune_epochs, log) -
     np.save(out / "X_test.npy", X_test.astype(np.int8))
     np.save(out / "y_test.npy", y_test.astype(np.int8))
 
+    steps = 1 + len(patterns)
+    log(f"demo [1/{steps}] training the float MLP ({train_epochs} epochs) ... elapsed 0 s")
     W1, W2 = init_weights(seed)
     W1, W2 = train(W1, W2, X_train, y_train, epochs=train_epochs, rate=LEARNING_RATE,
                    seed=seed + 1)
@@ -369,7 +385,10 @@ def _run(out, seed, patterns, test_images, train_epochs, finetune_epochs, log) -
         f"accuracy {_percent(dense_accuracy)} ({time.monotonic() - started:.1f} s)")
 
     rows = []
+    pattern_seconds = []
     for number, pattern in enumerate(patterns):
+        _announce(log, number + 2, steps, pattern, finetune_epochs, started, pattern_seconds)
+        pattern_started = time.monotonic()
         P1, P2 = pattern.prune(W1), pattern.prune(W2)
         if pattern.prune_layer is not None:
             masks = [P1 != 0, P2 != 0]
@@ -429,6 +448,7 @@ def _run(out, seed, patterns, test_images, train_epochs, finetune_epochs, log) -
                f"differ from golden, {rtl['cycles_per_inference']:.1f} cycles/inference"
                if rtl else f", RTL {RTL_NA}")
             + f" ({time.monotonic() - started:.1f} s)")
+        pattern_seconds.append(time.monotonic() - pattern_started)
 
     dense_rtl = next((r["rtl"] for r in rows if r["pattern"] == "dense" and r["rtl"]), None)
     for row in rows:

@@ -6,7 +6,8 @@ commands, constraint files, cell names) is asked of the target's family (:mod:`.
 and the tools run through :mod:`.tools`. Before any tool runs, the configuration is
 checked against the device (DSP blocks, block RAM, LUT RAM: Yosys checks none of them);
 after Yosys, the cells it really produced are checked again before nextpnr. Every step
-prints a progress line and keeps its log in the output folder; ``report.json`` gathers
+prints a progress line when it ends (while a tool runs, :func:`.tools.run_step` shows what
+it is doing) and keeps its log in the output folder; ``report.json`` gathers
 resource use against the device, Fmax against the constraint, the critical path's ends,
 the wall time of each step, and whether every multiplier landed in a DSP block.
 
@@ -210,12 +211,12 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
         f"tee -q -o yosys_stat.json stat -json\n")
     yosys_log = out / "yosys.log"
     yosys_log.unlink(missing_ok=True)
-    progress(f"[2/4] yosys {synth_command}", end="")
+    title = f"[2/4] yosys {synth_command}"
     seconds = run_step("yosys", [tools["yosys"], "-q", "-l", yosys_log.name, "-s", script.name],
-                       out / "yosys.stdout.log", out)
+                       out / "yosys.stdout.log", out, title=title)
     cells = parse_yosys_stat(json.loads((out / "yosys_stat.json").read_text()), target)
     steps["yosys"] = {"seconds": round(seconds, 2), "log": yosys_log.name}
-    progress(f": {cells['dsps']} {target.dsp_name}, {cells['brams']} {target.bram.name}"
+    progress(f"{title}: {cells['dsps']} {target.dsp_name}, {cells['brams']} {target.bram.name}"
              + (f", {cells['lutram_units']} LUT-RAM units" if target.lutram_units else "")
              + f", {cells['luts']} LUT4, {cells['ffs']} FF; {seconds:.1f} s ({yosys_log.name})")
     # Yosys maps whatever it is given: stop here, with the figures, rather than in nextpnr.
@@ -246,25 +247,26 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
     placed = out / f"{TOP_NAME}{family.placed_suffix}"
     bitstream = out / f"{TOP_NAME}{family.bitstream_suffix}"
     name = family.nextpnr
-    progress(f"[3/4] {name}", end="")
+    title = f"[3/4] {name}"
     argv = [tools["nextpnr"], *family.nextpnr_device_args(target), "--json", netlist.name,
             *family.nextpnr_layout_args(constraints.name, placed.name),
             "--freq", f"{freq:g}", "--report", pnr_report_path.name, "--timing-allow-fail",
             "--seed", str(seed), "-q", "-l", pnr_log.name]
-    seconds = run_step(name, argv, out / "nextpnr.stdout.log", out)
+    seconds = run_step(name, argv, out / "nextpnr.stdout.log", out, title=title)
     pnr = parse_nextpnr_report(json.loads(pnr_report_path.read_text()), target)
     steps["nextpnr"] = {"seconds": round(seconds, 2), "log": pnr_log.name}
     fmax = pnr["fmax"]
-    progress(f": Fmax {fmax['achieved_mhz']:.1f} MHz, constraint {freq:g} MHz "
+    progress(f"{title}: Fmax {fmax['achieved_mhz']:.1f} MHz, constraint {freq:g} MHz "
              f"{'met' if fmax['met'] else 'NOT MET'}; {seconds:.1f} s ({pnr_log.name})")
 
     # 4. The bitstream.
     packer = family.packer
-    progress(f"[4/4] {packer}", end="")
+    title = f"[4/4] {packer}"
     bitstream.unlink(missing_ok=True)
-    seconds = run_step(packer, [tools["pack"], placed.name, bitstream.name], out / "pack.log", out)
+    seconds = run_step(packer, [tools["pack"], placed.name, bitstream.name], out / "pack.log", out,
+                       title=title)
     steps["pack"] = {"seconds": round(seconds, 2), "output": bitstream.name}
-    progress(f": {bitstream.name} ({bitstream.stat().st_size} bytes); {seconds:.1f} s")
+    progress(f"{title}: {bitstream.name} ({bitstream.stat().st_size} bytes); {seconds:.1f} s")
 
     report = build_report(target, config, top, fit, cells, pnr, steps, freq, seed,
                           time.monotonic() - t0, fit_info)
@@ -290,7 +292,7 @@ def build_report(target: Target, config: Config, top, fit, cells: dict, pnr: dic
                  steps: dict, freq: float, seed: int, total: float,
                  fit_info: dict | None = None) -> dict:
     """The JSON report of one flow run (pure: figures in, dictionary out)."""
-    logic, extra = target.family.logic_resources(target, cells, pnr)
+    logic = target.family.logic_resources(target, cells, pnr)
     dsps_placed = pnr["dsps"]["used"] if pnr["dsps"] else 0
     expected = fit.dsps
     if fit.dsps_exact:
@@ -312,7 +314,6 @@ def build_report(target: Target, config: Config, top, fit, cells: dict, pnr: dic
             **logic,
             "dsps": figure(dsps_placed, target.dsps),
             "brams": figure(pnr["brams"]["used"] if pnr["brams"] else 0, target.bram_blocks),
-            **extra,
         },
         "fmax": pnr["fmax"],
         "critical_path": pnr["critical_path"],
@@ -347,7 +348,10 @@ def _print_summary(report: dict) -> None:
         f = r[key]
         return f"{f['used']}/{f['available']} {label}"
 
-    parts = [fig("luts", "LUT"), fig("ffs", "FF"), fig("dsps", "DSP"), fig("brams", "BRAM")]
+    # One unit per figure (DESIGN §7.2): Yosys' LUT4 cells, nextpnr's logic cells.
+    parts = [fig("lut4", "LUT4 (Yosys)"),
+             fig("logic_cells", f"logic cells (nextpnr {r['logic_cells']['cell']})"),
+             fig("ffs", "FF"), fig("dsps", "DSP"), fig("brams", "BRAM")]
     if "lutram_units" in r:
         parts.append(fig("lutram_units", "LUT-RAM units"))
     progress("resources: " + ", ".join(parts))

@@ -1,6 +1,11 @@
 """Print the README's FPGA table from `bbsparse synth` reports.
 
     python -m bbsparse.synth.table build/synth/*/report.json
+
+One unit per column (DESIGN §7.2): LUT4 cells as Yosys counts them in the netlist, logic
+cells as nextpnr places them (TRELLIS_COMB on the ECP5, ICESTORM_LC on the iCE40), flip-flops
+as Yosys counts them. Reports written before they carried ``lut4`` and ``logic_cells`` are
+read through their Yosys cell counts and nextpnr utilisation.
 """
 
 from __future__ import annotations
@@ -9,20 +14,40 @@ import argparse
 import json
 from pathlib import Path
 
-__all__ = ["row", "table", "main"]
+__all__ = ["row", "table", "main", "logic_figures", "HEADER"]
 
-HEADER = ("| target | lanes x PEs | LUT | FF | DSP | BRAM | LUT-RAM | Fmax / constraint (MHz) "
-          "| critical path | Yosys / nextpnr / total (s) |\n"
-          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+HEADER = ("| target | lanes x PEs | LUT4 (Yosys) | logic cells (nextpnr) | FF | DSP | BRAM "
+          "| LUT-RAM | Fmax / constraint (MHz) | critical path | Yosys / nextpnr / total (s) |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 
 
 def _use(figure) -> str:
     return f"{figure['used']}/{figure['available']}" if figure else "-"
 
 
+def logic_figures(report: dict) -> dict:
+    """``lut4``, ``logic_cells`` and ``ffs`` of a report (DESIGN §7.2), each ``{used,
+    available}`` or None: as the report has them, or, for a report written before it had
+    them, from its Yosys cell counts and nextpnr utilisation (through its target's family)."""
+    r = report["resources"]
+    if "lut4" in r:
+        return {key: r[key] for key in ("lut4", "logic_cells", "ffs")}
+    from .targets import TARGETS
+
+    target = TARGETS.get(report["target"]["name"])
+    if target is None:
+        return {"lut4": None, "logic_cells": None, "ffs": r.get("ffs")}
+    cells = target.family.cell_counts(report.get("yosys_cells", {}))
+    placed = report.get("nextpnr_utilization", {}).get(target.family.pnr_logic)
+    return {"lut4": {"used": cells["luts"], "available": target.luts},
+            "logic_cells": placed and {"used": placed["used"], "available": placed["available"]},
+            "ffs": {"used": cells["ffs"], "available": target.ffs}}
+
+
 def row(report: dict) -> str:
     """One table row from one report.json."""
     p, r, f = report["parameters"], report["resources"], report["fmax"]
+    logic = logic_figures(report)
     path = report["critical_path"]
     ends = (f"{path['from']['block']} -> {path['to']['block']}, {path['delay_ns']:.1f} ns "
             f"({path['routing_ns']:.1f} routing)" if path else "-")
@@ -31,8 +56,9 @@ def row(report: dict) -> str:
              f"{report['total_seconds']:.0f}")
     fit = " (--fit)" if "fit_search" in report else ""
     check = "" if report["dsp_check"]["ok"] else " (DSP check failed)"
-    return (f"| {report['target']['name']} | {p['lanes']} x {p['pes']}{fit} | {_use(r['luts'])} "
-            f"| {_use(r['ffs'])} | {_use(r['dsps'])}{check} | {_use(r['brams'])} "
+    return (f"| {report['target']['name']} | {p['lanes']} x {p['pes']}{fit} "
+            f"| {_use(logic['lut4'])} | {_use(logic['logic_cells'])} | {_use(logic['ffs'])} "
+            f"| {_use(r['dsps'])}{check} | {_use(r['brams'])} "
             f"| {_use(r.get('lutram_units'))} | {f['achieved_mhz']:.1f} / "
             f"{f['constraint_mhz']:g} | {ends} | {times} |")
 

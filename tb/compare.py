@@ -61,9 +61,10 @@ def main(argv=None) -> int:
                      f"{100 * r['utilization_steady']:>6.1f}%  "
                      f"{'exact' if exact else 'MISMATCH'}")
     print("\n".join(lines))
-    print(f"ideal: x load plus one cycle per w beat; stalls: cycles the crossbar spent on bank "
-          f"conflicts; util: useful MACs / ({args.lanes * args.pes} multipliers x cycles), "
-          f"whole run and steady state")
+    print(f"cycles: first x beat accepted to last y beat, inclusive; ideal: x load plus one "
+          f"cycle per w beat; stalls: cycles the crossbar spent on bank conflicts; util: useful "
+          f"MACs / ({args.lanes * args.pes} multipliers x cycles), whole run and steady state "
+          f"(first to last w beat accepted)")
     return 0 if ok else 1
 
 

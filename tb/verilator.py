@@ -75,11 +75,15 @@ def lint_flags() -> list[str]:
 
 
 def verilator_build(name: str, sources: dict[str, str], top: str, *, flags=(), cpp_main=None,
-                    waves: bool = False, log=None) -> Path:
+                    waves: bool = False, log=None, what: str | None = None) -> Path:
     """Build a Verilator model from `sources` (file name -> text) and return the folder.
 
     With `cpp_main` the model is linked into an executable `<folder>/sim`. The folder name
     carries a hash of every input, so an unchanged design is never built twice.
+
+    A build that really happens says so through `log` (default: a line on stderr) when it
+    starts, naming `top` and `what` (the configuration, for people), and with its wall time
+    when it ends; a build found in the cache says nothing.
     """
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     flags = [*lint_flags(), *flags]
@@ -105,7 +109,8 @@ def verilator_build(name: str, sources: dict[str, str], top: str, *, flags=(), c
             (folder / "main.cpp").write_text(cpp_main)
             command += ["--exe", "--build", "-j", str(os.cpu_count() or 1),
                         str(folder / "main.cpp"), "-o", str(folder / "sim")]
-        log(f"verilator: building {folder.name} ...")
+        log(f"verilator: building {top}" + (f" for {what}" if what else "")
+            + f" ({folder.name}), a new design: compiling takes a few seconds ...")
         start = time.monotonic()
         result = subprocess.run(command, cwd=folder, env=toolchain.verilator_build_env(),
                                 capture_output=True, text=True)
@@ -115,6 +120,6 @@ def verilator_build(name: str, sources: dict[str, str], top: str, *, flags=(), c
                                + (result.stderr or result.stdout)[-4000:])
         seconds = time.monotonic() - start
         (folder / "build_seconds").write_text(f"{seconds:.2f}\n")
-        log(f"verilator: built {folder.name} in {seconds:.1f} s")
+        log(f"verilator: built {top} in {seconds:.1f} s")
         stamp.write_text("ok\n")
     return folder

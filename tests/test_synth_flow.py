@@ -56,6 +56,16 @@ def check_common(out, report, target):
     assert use[t.family.pnr_dsp]["available"] == t.dsps
     assert use[t.family.pnr_bram]["available"] == t.bram_blocks
     assert report["resources"]["dsps"]["available"] == t.dsps
+    # One unit per figure, and who counted it (DESIGN §7.2).
+    r = report["resources"]
+    assert r["lut4"]["counted_by"] == "yosys" and r["ffs"]["counted_by"] == "yosys"
+    assert r["logic_cells"]["counted_by"] == "nextpnr"
+    assert r["logic_cells"]["cell"] == t.family.pnr_logic
+    assert r["lut4"]["used"] == report["yosys_cells"][{"ice40": "SB_LUT4", "ecp5": "LUT4"}[
+        t.family.name]]
+    assert r["logic_cells"]["used"] == use[t.family.pnr_logic]["used"]
+    assert r["lut4"]["available"] == r["logic_cells"]["available"] == t.luts
+    assert r["luts"]["counted_by"] == t.family.luts_counted_by
     # Fmax against the constraint, and the critical path's two ends.
     fmax = report["fmax"]
     assert fmax["constraint_mhz"] == t.freq_mhz and fmax["achieved_mhz"] > 10
@@ -100,6 +110,12 @@ def test_flow_reruns_into_the_same_folder(ice40, capsys):
     text = capsys.readouterr().out
     for step in ("[1/4] amaranth", "[2/4] yosys", "[3/4] nextpnr-ice40", "[4/4] icepack"):
         assert step in text
+    # Each tool's result line is one whole line, as before the live progress.
+    assert re.search(r"^\[2/4\] yosys synth_ice40 -dsp: 2 SB_MAC16, .* LUT4, .* FF; [\d.]+ s "
+                     r"\(yosys.log\)$", text, re.M)
+    assert re.search(r"^\[3/4\] nextpnr-ice40: Fmax [\d.]+ MHz, constraint 50 MHz ", text, re.M)
+    assert re.search(r"^resources: \d+/5280 LUT4 \(Yosys\), \d+/5280 logic cells \(nextpnr "
+                     r"ICESTORM_LC\), \d+/5280 FF, 2/8 DSP", text, re.M)
     assert "DSP check: 2 placed, 2 expected" in text
 
 

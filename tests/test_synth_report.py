@@ -15,6 +15,7 @@ import pytest
 from bbsparse.golden.config import Config
 from bbsparse.synth.flow import (
     FlowError,
+    _print_summary,
     build_report,
     classify_cell,
     parse_nextpnr_report,
@@ -101,11 +102,14 @@ def test_report_ice40():
     report = make_report("ice40-up5k")
     assert report["resources"]["dsps"] == {"used": 8, "available": 8, "percent": 100.0}
     assert report["resources"]["brams"]["used"] == 10
-    assert report["resources"]["luts"] == {"used": 406, "available": 5280, "percent": 7.7}
-    assert report["resources"]["logic_cells"] == {"used": 1099, "available": 5280}
-    # The iCE40's LUT and FF figures are Yosys' (nextpnr counts logic cells only).
-    assert list(report["resources"]) == ["luts", "ffs", "dsps", "brams", "logic_cells"]
-    assert report["resources"]["ffs"]["used"] == 975
+    r = report["resources"]
+    assert r["lut4"] == {"used": 406, "available": 5280, "percent": 7.7, "counted_by": "yosys"}
+    assert r["logic_cells"] == {"used": 1099, "available": 5280, "percent": 20.8,
+                                "counted_by": "nextpnr", "cell": "ICESTORM_LC"}
+    assert r["ffs"] == {"used": 975, "available": 5280, "percent": 18.5, "counted_by": "yosys"}
+    # The LUT4s in use: a logic cell may hold a flip-flop only, so the iCE40's are Yosys'.
+    assert r["luts"] == {"used": 406, "available": 5280, "percent": 7.7, "counted_by": "yosys"}
+    assert list(r) == ["luts", "lut4", "logic_cells", "ffs", "dsps", "brams"]
     assert report["dsp_check"] == {"multipliers": 8, "lanes": 8, "pes": 1, "expected": 8,
                                    "rule": "1 SB_MAC16 per multiplier", "yosys": 8,
                                    "placed": 8, "ok": True}
@@ -120,14 +124,39 @@ def test_report_ecp5_and_a_failed_dsp_check():
     report = make_report("ecp5-25k")
     assert report["dsp_check"]["ok"] and report["memory_check"]["ok"]
     assert report["resources"]["lutram_units"]["used"] == 12
-    # The ECP5's LUT and FF figures are nextpnr's (Yosys' LUT4 count is 512).
-    assert report["resources"]["luts"] == {"used": 1180, "available": 24288, "percent": 4.9}
-    assert report["resources"]["ffs"]["used"] == 1600
-    assert list(report["resources"]) == ["luts", "ffs", "dsps", "brams", "lutram_units"]
+    r = report["resources"]
+    assert r["lut4"] == {"used": 512, "available": 24288, "percent": 2.1, "counted_by": "yosys"}
+    assert r["logic_cells"] == {"used": 1180, "available": 24288, "percent": 4.9,
+                                "counted_by": "nextpnr", "cell": "TRELLIS_COMB"}
+    assert r["ffs"] == {"used": 1600, "available": 24288, "percent": 6.6, "counted_by": "yosys"}
+    # The LUT4s in use: Yosys' LUT4 count leaves out the carry and LUT-RAM LUTs, so the
+    # ECP5's are nextpnr's (one LUT4 per TRELLIS_COMB).
+    assert r["luts"] == {"used": 1180, "available": 24288, "percent": 4.9,
+                         "counted_by": "nextpnr"}
+    assert list(r) == ["luts", "lut4", "logic_cells", "ffs", "dsps", "brams", "lutram_units"]
     # Had Yosys made fewer DSP blocks than multipliers, the check says so.
     bad = make_report("ecp5-25k", yosys_dsps=8)
     assert not bad["dsp_check"]["ok"]
     assert bad["dsp_check"]["expected"] == 16 and bad["dsp_check"]["yosys"] == 8
+
+
+@pytest.mark.parametrize("target", sorted(RUNS))
+def test_both_families_report_the_same_logic_keys_each_with_its_counter(target, capsys):
+    report = make_report(target)
+    r = report["resources"]
+    counted = {key: r[key]["counted_by"] for key in ("luts", "lut4", "logic_cells", "ffs")}
+    assert counted == {"luts": TARGETS[target].family.luts_counted_by, "lut4": "yosys",
+                       "logic_cells": "nextpnr", "ffs": "yosys"}
+    assert r["lut4"]["used"] < r["logic_cells"]["used"]  # two different units
+    assert r["luts"]["used"] in (r["lut4"]["used"], r["logic_cells"]["used"])
+    # The summary names each figure's unit and who counted it.
+    _print_summary(report)
+    line = next(line for line in capsys.readouterr().out.splitlines()
+                if line.startswith("resources: "))
+    cell = TARGETS[target].family.pnr_logic
+    assert line.startswith(f"resources: {r['lut4']['used']}/{TARGETS[target].luts} LUT4 (Yosys), "
+                           f"{r['logic_cells']['used']}/{r['logic_cells']['available']} logic "
+                           f"cells (nextpnr {cell}), {r['ffs']['used']}/")
 
 
 @pytest.mark.parametrize("cell, block", [
@@ -169,8 +198,18 @@ def test_table_of_reports(tmp_path, capsys):
     path.write_text(json.dumps(make_report("ice40-up5k")))
     assert table_main([str(path)]) == 0
     rows = capsys.readouterr().out.splitlines()
-    assert rows[2].startswith("| ice40-up5k | 8 x 1 | 406/5280 | 975/5280 | 8/8 | 10/30 | - "
-                              "| 48.2 / 50 | core control -> vector banks")
+    assert rows[0].startswith("| target | lanes x PEs | LUT4 (Yosys) | logic cells (nextpnr) "
+                              "| FF |")
+    assert rows[2].startswith("| ice40-up5k | 8 x 1 | 406/5280 | 1099/5280 | 975/5280 | 8/8 "
+                              "| 10/30 | - | 48.2 / 50 | core control -> vector banks")
+    # A report written before lut4 / logic_cells existed gives the same row.
+    old = make_report("ecp5-25k")
+    for key in ("lut4", "logic_cells"):
+        del old["resources"][key]
+    path.write_text(json.dumps(old))
+    assert table_main([str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[2].startswith(
+        "| ecp5-25k | 8 x 2 | 512/24288 | 1180/24288 | 1600/24288 | 16/28 | 16/56 | 12/3036 |")
     # --help is help, not a report to open; a missing file is one line, not a traceback.
     with pytest.raises(SystemExit) as info:
         table_main(["--help"])

@@ -8,8 +8,9 @@ A :class:`Family` is everything that differs between vendors' chips while the de
   nextpnr command with its device and layout options, the packer and the file suffixes;
 - the pin constraint file (PCF or LPF);
 - the netlist's cell names: how Yosys' ``stat -json`` counts LUTs, flip-flops, DSP blocks,
-  block RAM and LUT RAM, and which nextpnr ``utilization`` keys are which; and whether the
-  report takes its LUT / FF figures from Yosys or from nextpnr;
+  block RAM and LUT RAM, and which nextpnr ``utilization`` keys are which; and which of
+  Yosys' LUT4 count and nextpnr's logic-cell count is the report's ``luts`` (the LUT4s in
+  use; both are reported, :meth:`Family.logic_resources`);
 - the build options `bbsparse board` gives amaranth-boards' platform;
 - the vendor primitives the HDL may ask for through platform hooks (below).
 

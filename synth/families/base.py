@@ -59,6 +59,10 @@ class Family:
     pnr_lutram: str | None = None
     pnr_logic: str | None = None
     pnr_ff: str | None = None
+    #: Which count is the report's ``luts`` (the fabric's LUT4s in use, whatever they hold):
+    #: ``"yosys"`` (the netlist's LUT4 cells) or ``"nextpnr"`` (its placed logic cells), as
+    #: the family's logic cell makes one or the other the honest figure (DESIGN §7.2).
+    luts_counted_by: str = ""
 
     def synth_command(self, ram: str = "auto") -> str:
         """The Yosys command for a --ram policy (validated by the target's fit check)."""
@@ -83,13 +87,30 @@ class Family:
 
     def cell_counts(self, cells: dict) -> dict:
         """LUTs, flip-flops, block RAMs, LUT-RAM units and DSP blocks of a netlist, from
-        Yosys' ``stat -json`` cell counts by type."""
+        Yosys' ``stat -json`` cell counts by type (``luts``: the LUT4 cells only)."""
         raise NotImplementedError
 
-    def logic_resources(self, target, cells: dict, pnr: dict) -> tuple[dict, dict]:
-        """The report's ``luts`` and ``ffs`` figures, and any further figures of the family,
-        from the Yosys cell counts (:meth:`cell_counts`) and nextpnr's utilisation."""
-        raise NotImplementedError
+    def logic_resources(self, target, cells: dict, pnr: dict) -> dict:
+        """The report's logic figures (DESIGN §7.2, §11.3), each ``{used, available,
+        percent, counted_by}``, from the Yosys cell counts (:meth:`cell_counts`) and
+        nextpnr's utilisation:
+
+        - ``lut4``: the LUT4 cells of Yosys' netlist;
+        - ``logic_cells``: the logic cells nextpnr placed (:attr:`pnr_logic`, named in
+          ``cell``): one LUT4 with its carry / mux / RAM share on the ECP5 (TRELLIS_COMB),
+          one LUT4 and one flip-flop, either or both used, on the iCE40 (ICESTORM_LC);
+        - ``ffs``: the flip-flop cells of Yosys' netlist;
+        - ``luts``: the fabric's LUT4s in use, whatever they hold (logic, carry, LUT RAM):
+          ``lut4`` or ``logic_cells`` as :attr:`luts_counted_by` says.
+        """
+        placed = pnr["logic"]
+        lut4 = {**figure(cells["luts"], target.luts), "counted_by": "yosys"}
+        logic_cells = {**figure(placed["used"], placed["available"]), "counted_by": "nextpnr",
+                       "cell": self.pnr_logic}
+        ffs = {**figure(cells["ffs"], target.ffs), "counted_by": "yosys"}
+        source = {"yosys": lut4, "nextpnr": logic_cells}[self.luts_counted_by]
+        luts = {key: source[key] for key in ("used", "available", "percent", "counted_by")}
+        return {"luts": luts, "lut4": lut4, "logic_cells": logic_cells, "ffs": ffs}
 
     def board_options(self) -> dict:
         """Build options for an amaranth-boards platform of this family (`bbsparse board`)."""
@@ -117,6 +138,9 @@ def register(*families: Family) -> dict[str, Family]:
                    if not getattr(family, key)]
         if missing:
             raise TypeError(f"{type(family).__name__} does not define {', '.join(missing)}")
+        if family.luts_counted_by not in ("yosys", "nextpnr"):
+            raise TypeError(f"{type(family).__name__}.luts_counted_by must be 'yosys' or "
+                            f"'nextpnr', not {family.luts_counted_by!r}")
         if not {"auto", "block"} <= set(family.ram_options) <= set(RAM_POLICIES):
             raise TypeError(f"{type(family).__name__}.ram_options must cover 'auto' and "
                             f"'block' within {RAM_POLICIES}, not {sorted(family.ram_options)}")

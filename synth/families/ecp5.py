@@ -21,7 +21,7 @@ from amaranth.hdl import ClockSignal, Instance, Module, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .base import BlockRam, Family, figure
+from .base import BlockRam, Family
 
 __all__ = ["ECP5", "ECP5Family", "ECP5Multiplier", "DP16KD"]
 
@@ -81,6 +81,10 @@ class ECP5Family(Family):
     pnr_lutram = "TRELLIS_RAMW"
     pnr_logic = "TRELLIS_COMB"
     pnr_ff = "TRELLIS_FF"
+    # Yosys' LUT4 count leaves out the LUTs inside other cells (two in each CCU2C carry cell,
+    # those of the LUT RAM) and any LUT nextpnr's packer adds; a TRELLIS_COMB is one LUT4
+    # site, so nextpnr's count is the LUTs in use.
+    luts_counted_by = "nextpnr"
 
     def nextpnr_device_args(self, target) -> list[str]:
         return [f"--{target.pnr_device}", "--package", target.package, "--speed", target.speed]
@@ -103,13 +107,6 @@ class ECP5Family(Family):
             "luts": cells.get("LUT4", 0),
             "ffs": cells.get("TRELLIS_FF", 0),
         }
-
-    def logic_resources(self, target, cells: dict, pnr: dict) -> tuple[dict, dict]:
-        # Yosys' LUT4 count leaves out the LUTs inside other cells (two in each CCU2C carry
-        # cell, those of the LUT RAM) and any LUT nextpnr's packer adds; nextpnr's
-        # TRELLIS_COMB counts every LUT it places. The figures are nextpnr's.
-        return ({"luts": figure(pnr["logic"]["used"], pnr["logic"]["available"]),
-                 "ffs": figure(pnr["ffs"]["used"], pnr["ffs"]["available"])}, {})
 
     def board_options(self) -> dict:
         # Yosys 0.70's synth_ecp5 on Amaranth's RTLIL of the whole board top fails an

@@ -15,7 +15,7 @@ Vendor primitives (the platform hooks of :mod:`.base`):
 
 from __future__ import annotations
 
-from .base import BlockRam, Family, figure
+from .base import BlockRam, Family
 
 __all__ = ["ICE40", "ICE40Family", "SB_RAM40_4K"]
 
@@ -40,6 +40,10 @@ class ICE40Family(Family):
     pnr_dsp = "ICESTORM_DSP"
     pnr_bram = "ICESTORM_RAM"
     pnr_logic = "ICESTORM_LC"
+    # A logic cell (ICESTORM_LC) is a LUT4 and a flip-flop, either or both used, so nextpnr's
+    # count mixes LUTs with flip-flop-only cells; Yosys' SB_LUT4 count is the LUTs in use
+    # (carries are SB_CARRY cells beside their LUT).
+    luts_counted_by = "yosys"
 
     def nextpnr_device_args(self, target) -> list[str]:
         return [f"--{target.pnr_device}", "--package", target.package.lower()]
@@ -58,14 +62,6 @@ class ICE40Family(Family):
             "luts": cells.get("SB_LUT4", 0),
             "ffs": sum(n for cell, n in cells.items() if cell.startswith("SB_DFF")),
         }
-
-    def logic_resources(self, target, cells: dict, pnr: dict) -> tuple[dict, dict]:
-        # nextpnr reports logic cells (ICESTORM_LC: a LUT4 and a flip-flop each, used for
-        # either or both), not LUTs and flip-flops: those figures are Yosys' SB_LUT4 and
-        # SB_DFF* counts, and the logic cells are given beside them.
-        return ({"luts": figure(cells["luts"], target.luts),
-                 "ffs": figure(cells["ffs"], target.ffs)},
-                {"logic_cells": pnr["logic"]})
 
     def board_options(self) -> dict:
         # Amaranth's iCE40 platform runs synth_ice40 without -dsp: no SB_MAC16 without it.

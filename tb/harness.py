@@ -8,6 +8,7 @@ the golden model is the caller's business.
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 import tempfile
@@ -61,12 +62,20 @@ def _bucket(n: int, minimum: int = 4096) -> int:
     return depth
 
 
+@functools.lru_cache(maxsize=64)
+def core_verilog(config: Config) -> str:
+    """The core's Verilog for `config`, made once per configuration in this process: it
+    depends on the configuration only, and making it (0.4-4 s of Amaranth) costs far more
+    than most simulations."""
+    return verilog_text(config)
+
+
 def build_simulator(config: Config, x_beats: int, w_beats: int, y_beats: int, *,
                     waves: bool = False, log=None) -> Path:
     """Build (or reuse) the wrapper binary for these sizes; return its folder."""
     depths = (_bucket(x_beats), _bucket(w_beats), _bucket(y_beats))
     sources = {
-        f"{TOP_NAME}.v": verilog_text(config),
+        f"{TOP_NAME}.v": core_verilog(config),
         f"{SIM_TOP}.v": sim_top_verilog(config, *depths),
     }
     return verilator_build("sim", sources, SIM_TOP, cpp_main=SIM_MAIN_CPP, waves=waves,
@@ -105,15 +114,18 @@ class RawRun:
 def simulate(config: Config, x_words: list[int], w_words: list[int], *, vectors: int,
              y_beats: int, seed: int = 1, stalls: Stalls = Stalls(),
              waves: str | Path | None = None, max_cycles: int | None = None,
-             workdir: str | Path | None = None, log=None) -> RawRun:
+             workdir: str | Path | None = None, log=None, build=None,
+             plusargs: tuple[str, ...] = ()) -> RawRun:
     """Stream `vectors` x frames (`x_words`, ``x_beats`` each) and the w frame `w_words` once
     per vector into the core under Verilator, until `y_beats` y beats have arrived.
 
     The words are sent as given, so a test can hand-make a stream the packers would never
     produce. SimulationError if the run does not finish (see :data:`HANG_CYCLES`;
-    `max_cycles`, if given, is an absolute limit)."""
-    folder = build_simulator(config, len(x_words), len(w_words), y_beats,
-                             waves=waves is not None, log=log)
+    `max_cycles`, if given, is an absolute limit). `build` makes the wrapper binary from the
+    stream sizes, as :func:`build_simulator` (the default, around the core's RTL) does;
+    `plusargs` go to the simulator after the wrapper's own."""
+    build = build or functools.partial(build_simulator, config)
+    folder = build(len(x_words), len(w_words), y_beats, waves=waves is not None, log=log)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)
         _write_hex(tmp / "x.hex", x_words, config.x_beat_width)
@@ -121,7 +133,7 @@ def simulate(config: Config, x_words: list[int], w_words: list[int], *, vectors:
         args = [str(folder / "sim"), f"+XFILE={tmp / 'x.hex'}", f"+WFILE={tmp / 'w.hex'}",
                 f"+YFILE={tmp / 'y.hex'}", f"+VECTORS={vectors}", f"+WBEATS={len(w_words)}",
                 f"+YBEATS={y_beats}", f"+SEED={seed & 0xFFFFFFFF}", *stalls.plusargs(),
-                f"+HANG_CYCLES={HANG_CYCLES}"]
+                f"+HANG_CYCLES={HANG_CYCLES}", *plusargs]
         if max_cycles is not None:
             args.append(f"+MAX_CYCLES={max_cycles}")
         if waves is not None:

@@ -33,10 +33,9 @@ that depends on one fails on some seed rather than passing on zeros.
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
-import tempfile
-import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -47,7 +46,7 @@ from ..golden import csb
 from ..golden.config import Config
 from ..hdl.engines import engine_of
 from .ecp5_models import DP16KD_MODEL, MULT18X18D_MODEL
-from .harness import SimResult, Stalls, _bucket, _write_hex
+from .harness import SimResult, Stalls, _bucket, simulate
 from .sim_top import SIM_MAIN_CPP, SIM_TOP, sim_top_verilog
 from .verilator import verilator_build
 
@@ -65,8 +64,6 @@ _WAIVERS_FILE = "netlist_waivers.vlt"
 VENDOR_LIBRARIES = ("ice40/cells_sim.v", "ecp5/cells_sim.v")
 
 _NO_STALLS = Stalls()
-# Offered cycles without a transfer after which the wrapper reports a hang (its +HANG_CYCLES).
-_HANG_CYCLES = 100_000
 
 #: Behavioural models of the cells Yosys ships as black boxes only, by cell type.
 PROJECT_MODELS = {"MULT18X18D": MULT18X18D_MODEL, "DP16KD": DP16KD_MODEL}
@@ -286,41 +283,17 @@ def run_netlist_spmv(config: Config, netlist: str, W, X, *, seed: int = 1,
     x_words, w_words = packed.x_words, packed.w_words
     groups = config.row_groups(rows)
     y_total = vectors * groups
-    folder = build_netlist_simulator(config, netlist, len(x_words), len(w_words), y_total,
-                                     waves=waves is not None, log=log)
     seed &= 0xFFFFFFFF
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        tmp = Path(tmp)
-        _write_hex(tmp / "x.hex", x_words, config.x_beat_width)
-        _write_hex(tmp / "w.hex", w_words, config.w_beat_width)
-        if max_cycles is None:
-            max_cycles = 64 * (len(w_words) * vectors + len(x_words) + y_total) + 100_000
-        args = [str(folder / "sim"), f"+XFILE={tmp / 'x.hex'}", f"+WFILE={tmp / 'w.hex'}",
-                f"+YFILE={tmp / 'y.hex'}", f"+VECTORS={vectors}", f"+WBEATS={len(w_words)}",
-                f"+YBEATS={y_total}", f"+SEED={seed}", *stalls.plusargs(),
-                f"+MAX_CYCLES={max_cycles}", f"+HANG_CYCLES={_HANG_CYCLES}",
-                # The values of undefined bits and uninitialised variables, from the seed.
-                "+verilator+rand+reset+2", f"+verilator+seed+{seed or 1}"]
-        if waves is not None:
-            args.append(f"+TRACE={Path(waves).resolve()}")
-        start = time.monotonic()
-        run = subprocess.run(args, capture_output=True, text=True)
-        wall = time.monotonic() - start
-        match = re.search(r"BBSPARSE_RESULT (.*)", run.stdout)
-        if run.returncode != 0 or match is None:
-            raise RuntimeError(f"netlist simulation failed (exit {run.returncode}):\n"
-                               f"{run.stdout[-3000:]}{run.stderr[-3000:]}")
-        figures = {k: int(v) for k, v in (item.split("=") for item in match.group(1).split())}
-        figures.pop("crossbar_stalls", None)  # not in a netlist (build_netlist_simulator)
-        if not figures["done"]:
-            raise RuntimeError(
-                f"netlist simulation stopped after {figures['sim_cycles']} cycles without all "
-                f"y beats ({'a hang' if figures.get('hang') else 'cycle limit'}): "
-                f"{figures['y_received']} of {y_total} received, x beats sent "
-                f"{figures['x_sent']}, w frames {figures['w_frames']}, "
-                f"error={figures['error']}")
-        y_words = [int(line, 16) for line in (tmp / "y.hex").read_text().split()
-                   if not line.startswith("//")]
+    if max_cycles is None:
+        max_cycles = 64 * (len(w_words) * vectors + len(x_words) + y_total) + 100_000
+    raw = simulate(
+        config, x_words, w_words, vectors=vectors, y_beats=y_total, seed=seed, stalls=stalls,
+        waves=waves, max_cycles=max_cycles, workdir=workdir, log=log,
+        build=functools.partial(build_netlist_simulator, config, netlist),
+        # The values of undefined bits and uninitialised variables, from the seed.
+        plusargs=("+verilator+rand+reset+2", f"+verilator+seed+{seed or 1}"))
+    figures, y_words, wall = raw.figures, raw.y_words, raw.wall_seconds
+    figures.pop("crossbar_stalls", None)  # not in a netlist (build_netlist_simulator)
     mask = (1 << config.y_beat_width) - 1
     tlasts = [word >> config.y_beat_width for word in y_words]
     Y = csb.unpack_y(config, [word & mask for word in y_words], rows, batch=vectors)
@@ -331,7 +304,7 @@ def run_netlist_spmv(config: Config, netlist: str, W, X, *, seed: int = 1,
         "y_tlast_ok": tlasts == [int((i + 1) % groups == 0) for i in range(y_total)],
         "seed": seed,
         "sim_seconds": wall,
-        "verilator_build_seconds": float((folder / "build_seconds").read_text()),
+        "verilator_build_seconds": raw.build_seconds,
     }
     return SimResult(y=Y[0] if single else Y, report=report)
 

@@ -502,11 +502,9 @@ class CaseResult:
 
 @contextlib.contextmanager
 def known_verilog(texts: dict):
-    """Let the harness reuse each configuration's Verilog text.
-
-    ``run_spmv`` regenerates the core's Verilog on every call to find its build: 0.4-4 s of
-    Amaranth against a few milliseconds of simulation. Inside this block a text is made once
-    per configuration and kept in `texts` (a dict the caller may pre-fill)."""
+    """Let the harness use Verilog texts made elsewhere (in the soak's elaboration workers),
+    so every worker builds and runs the one text the soak fingerprints. Inside this block a
+    text is taken from `texts` (a dict the caller may pre-fill), or made and kept there."""
     original = harness.verilog_text
 
     def verilog_text(config):
@@ -822,12 +820,12 @@ def replay(plan: Plan, index: int, *, waves=None, log=print) -> CaseResult:
     """Run case `index` alone (in this process), optionally writing a VCD."""
     case = draw_case(plan, index)
     log(case.describe())
-    with known_verilog({}) as texts:
+    text = harness.core_verilog(case.config)
+    with known_verilog({case.config: text}):
         result = run_case(case, waves=waves, log=log)
-    if case.config in texts:
-        result.verilog = verilog_digest(texts[case.config])
-        log(f"case {index}: core Verilog {result.verilog} (a soak's JSON lists each "
-            f"configuration's)")
+    result.verilog = verilog_digest(text)
+    log(f"case {index}: core Verilog {result.verilog} (a soak's JSON lists each "
+        f"configuration's)")
     if result.ok:
         log(f"case {index}: ok, {result.cycles} cycles"
             + "".join(f"\n  note: {note}" for note in result.notes))

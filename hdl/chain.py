@@ -1,14 +1,14 @@
 """Two layers back to back: layer 1's y is scattered into layer 2's x, on chip."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from ..golden.config import Config, clog2
+from ..golden.config import Config
 from ..golden.formats import BBSFormat
 from .axis import AXIStream
-from .scatter import Scatter
 from .spmv import BBSSpMV
+from .y_to_x import YToX
 
 __all__ = ["Chain", "check_chain"]
 
@@ -69,79 +69,15 @@ class Chain(wiring.Component):
         m = Module()
         m.submodules.layer1 = core1 = BBSSpMV(one)
         m.submodules.layer2 = core2 = BBSSpMV(two)
-        lanes2, bank2 = two.lanes, two.bank_size
-        m.submodules.buffer = buffer = Scatter(lanes=lanes2, width=two.act_width,
-                                               depth=two.x_beats, mode="crossbar",
-                                               accumulate=False)
+        m.submodules.y_to_x = y_to_x = YToX(
+            pes=one.pes, lanes=two.lanes, bank_size=two.bank_size, width=two.act_width,
+            max_cols=two.cols, max_x_beats=two.x_beats)
 
         wiring.connect(m, wiring.flipped(self.s_axis_x), core1.s_axis_x)
         wiring.connect(m, wiring.flipped(self.s_axis_w1), core1.s_axis_w)
         wiring.connect(m, wiring.flipped(self.s_axis_w2), core2.s_axis_w)
         wiring.connect(m, core2.m_axis_y, wiring.flipped(self.m_axis_y))
+        wiring.connect(m, core1.m_axis_y, y_to_x.y)
+        wiring.connect(m, y_to_x.x, core2.s_axis_x)
         m.d.comb += self.error.eq(core1.error | core2.error)
-        y1, x2 = core1.m_axis_y, core2.s_axis_x
-
-        # Where row j of layer 1 goes: for each element p of a y beat, j = g*pes + p is
-        # kept as (matrix bank, offset in bank) of layer 2, advanced by `pes` rows a beat.
-        pes1 = one.pes
-        step_banks, step_offset = divmod(pes1, bank2)
-        draining = Signal()
-        y1_accept = Signal()
-        m.d.comb += [
-            buffer.req.valid.eq(y1.tvalid & ~draining),
-            y1.tready.eq(buffer.req.ready & ~draining),
-            y1_accept.eq(y1.tvalid & y1.tready),
-        ]
-        lane_bits = clog2(lanes2)
-        for p in range(pes1):
-            bank_init, offset_init = divmod(p, bank2)
-            # Counting stops past layer 2's cols (those rows are dropped), so nothing wraps.
-            row = Signal(range(two.cols + pes1 + 1), init=p, name=f"row{p}")
-            bank = Signal(range(max(2, two.cols // bank2 + pes1 + 2)), init=bank_init,
-                          name=f"row{p}_bank")
-            offset = Signal(range(max(2, bank2)), init=offset_init, name=f"row{p}_offset")
-            with m.If(y1_accept):
-                with m.If(y1.tlast):
-                    m.d.sync += [row.eq(p), bank.eq(bank_init), offset.eq(offset_init)]
-                with m.Elif(row >= two.cols):
-                    pass
-                with m.Elif(offset + step_offset >= bank2):
-                    m.d.sync += [row.eq(row + pes1), bank.eq(bank + step_banks + 1),
-                                 offset.eq(offset + step_offset - bank2)]
-                with m.Else():
-                    m.d.sync += [row.eq(row + pes1), bank.eq(bank + step_banks),
-                                 offset.eq(offset + step_offset)]
-            address = (bank >> lane_bits) * bank2 + offset
-            m.d.comb += [
-                buffer.req.payload.index[p].eq((address << lane_bits) | bank[:lane_bits]
-                                               if lane_bits else address),
-                buffer.req.payload.value[p].eq(
-                    y1.tdata[p * one.out_width:(p + 1) * one.out_width]),
-                buffer.req.payload.mask[p].eq(row < two.cols),
-            ]
-
-        # When layer 1's frame is in, read the buffer out as layer 2's x frame.
-        read_addr = Signal(range(max(2, two.x_beats)))
-        sent = Signal(range(max(2, two.x_beats)))
-        with m.If(y1_accept & y1.tlast):
-            m.d.sync += [draining.eq(1), read_addr.eq(0)]
-        issued_all = Signal()
-        m.d.comb += buffer.rd_req.payload.eq(read_addr)
-        with m.If(buffer.rd_req.valid & buffer.rd_req.ready):
-            with m.If(read_addr == two.x_beats - 1):
-                m.d.sync += issued_all.eq(1)
-            with m.Else():
-                m.d.sync += read_addr.eq(read_addr + 1)
-        m.d.comb += [
-            buffer.rd_req.valid.eq(draining & ~issued_all),
-            x2.tdata.eq(buffer.rd_resp.payload),
-            x2.tvalid.eq(buffer.rd_resp.valid),
-            x2.tlast.eq(sent == two.x_beats - 1),
-            buffer.rd_resp.ready.eq(x2.tready),
-        ]
-        with m.If(buffer.rd_resp.valid & x2.tready):
-            with m.If(sent == two.x_beats - 1):
-                m.d.sync += [sent.eq(0), draining.eq(0), issued_all.eq(0)]
-            with m.Else():
-                m.d.sync += sent.eq(sent + 1)
         return m

@@ -48,14 +48,26 @@ class BBSSpMV(wiring.Component):
     # the paths into the memory and into the multipliers.
     MEMORY_LATENCY = 3
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, *, runtime_shape: bool = False):
         if not isinstance(config, Config):
             raise TypeError(f"config must be a bbsparse Config, not {config!r}")
         if not isinstance(config.format, BBSFormat):
             raise ValueError(f"config must have pattern 'bbs' for the BBS core, not "
                              f"{config.pattern!r}")
         self._config = config
-        super().__init__(self.signature_for(config))
+        self._runtime_shape = runtime_shape
+        signature = self.signature_for(config)
+        if runtime_shape:
+            # A model's layers (DESIGN §16) share the core but not the row length: the
+            # rounds of the matrix being streamed and the beats of the x frame being loaded
+            # come from the layer sequencer. Each must hold from the first beat of its frame
+            # to the last; buffers keep their places, sized for `config.cols`.
+            signature = wiring.Signature({
+                **signature.members,
+                "rounds": In(range(1, config.rounds + 1)),
+                "x_frame_beats": In(range(1, config.x_beats + 1)),
+            })
+        super().__init__(signature)
 
     @staticmethod
     def signature_for(config: Config) -> wiring.Signature:
@@ -106,7 +118,8 @@ class BBSSpMV(wiring.Component):
         w_payload = Signal(data.ArrayLayout(entry, pes * lanes))
         m.d.comb += w_payload.eq(self.s_axis_w.tdata)
 
-        m.submodules.x_buffers = xbuf = XBuffers(beats=x_beats)
+        m.submodules.x_buffers = xbuf = XBuffers(beats=x_beats,
+                                                 runtime_frames=self._runtime_shape)
         m.submodules.mac_array = macs = MACArray(c)
         m.submodules.result_queue = queue = ResultQueue(width=c.y_beat_width,
                                                         credits=self.y_credits)
@@ -119,7 +132,23 @@ class BBSSpMV(wiring.Component):
         # Registered flags, computed with the counters' next state, so that `tready` is one
         # gate from registers instead of comparators on the counters.
         group_start = Signal(init=1, name="group_start")
-        row_end = Signal(init=int(c.cycles_per_row == 1), name="row_end")
+        row_end_reg = Signal(init=int(c.cycles_per_row == 1), name="row_end")
+        if self._runtime_shape:
+            m.d.comb += xbuf.frame_beats.eq(self.x_frame_beats)
+            last_round = Signal(range(max(2, c.rounds)))
+            m.d.comb += last_round.eq(self.rounds - 1)
+            # The rounds of the next matrix appear only after its predecessor's last beat,
+            # so whether a group's first beat also ends the row (one round of one slot) is
+            # read from `rounds` itself on that beat.
+            if c.nnz_per_bank == 1:
+                row_end = Mux(group_start, self.rounds == 1, row_end_reg)
+            else:
+                row_end = row_end_reg
+            one_beat_rows = (self.rounds == 1) if c.nnz_per_bank == 1 else 0
+        else:
+            last_round = c.rounds - 1
+            row_end = row_end_reg
+            one_beat_rows = int(c.cycles_per_row == 1)
         w_last = self.s_axis_w.tlast
         w_accept = Signal()
         m.d.comb += [
@@ -153,7 +182,7 @@ class BBSSpMV(wiring.Component):
             with m.If(row_end | w_last):
                 # A misplaced tlast still ends the group (and the matrix) where it stands.
                 m.d.sync += [slot.eq(0), round_.eq(0), group_start.eq(1),
-                             row_end.eq(int(c.cycles_per_row == 1))]
+                             row_end_reg.eq(one_beat_rows)]
                 with m.If(w_last):
                     m.d.sync += base.eq(Mux(xbuf.rd_buf, 0, x_beats))
                 with m.Else():
@@ -161,11 +190,11 @@ class BBSSpMV(wiring.Component):
             with m.Elif(slot == c.nnz_per_bank - 1):
                 m.d.sync += [slot.eq(0), round_.eq(round_ + 1), base.eq(base + c.bank_size),
                              group_start.eq(0),
-                             row_end.eq(int(c.nnz_per_bank == 1) & (round_ + 1 == c.rounds - 1))]
+                             row_end_reg.eq(int(c.nnz_per_bank == 1) & (round_ + 1 == last_round))]
             with m.Else():
                 m.d.sync += [slot.eq(slot + 1), group_start.eq(0),
-                             row_end.eq((slot + 1 == c.nnz_per_bank - 1)
-                                        & (round_ == c.rounds - 1))]
+                             row_end_reg.eq((slot + 1 == c.nnz_per_bank - 1)
+                                            & (round_ == last_round))]
 
         # Every lane of every PE reads its own memory: address = round base + in-bank index.
         for pe_index in range(pes):

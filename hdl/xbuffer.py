@@ -28,15 +28,22 @@ class XBuffers(wiring.Component):
     release : In(1)  the oldest buffer still in use has been read for the last time (the
         same cycle as `switch` when reads complete at once; later when they are queued)
     tlast_error : Out(1)  one-cycle pulse: an x tlast disagreed with the beat count
+    frame_beats : In(range(1, beats + 1))  only with `runtime_frames`: the length of the
+        frame being written (held from its first beat to its last); buffers keep their
+        places at ``b*beats``, so a frame may be shorter than `beats` (a model's narrower
+        layer, DESIGN §16)
 
     A misplaced tlast still ends the frame where it stands (or the beat count does), so
     frames keep pairing with matrices instead of hanging the core.
     """
 
-    def __init__(self, *, beats: int):
+    def __init__(self, *, beats: int, runtime_frames: bool = False):
         require_positive(beats=beats)
         self._beats = beats
+        self._runtime_frames = runtime_frames
+        frames = {"frame_beats": In(range(1, beats + 1))} if runtime_frames else {}
         super().__init__({
+            **frames,
             "x_valid": In(1),
             "x_last": In(1),
             "x_ready": Out(1),
@@ -57,7 +64,10 @@ class XBuffers(wiring.Component):
         release_buf = Signal()
         # At least one bit: a zero-width counter would come out as `[-1:0]` in Verilog.
         count = Signal(range(max(2, beats)))
-        final = count == beats - 1
+        if self._runtime_frames:
+            final = count == self.frame_beats - 1
+        else:
+            final = count == beats - 1
         m.d.comb += [
             self.x_ready.eq(~Mux(wr_buf, full[1], full[0])),
             self.mem_en.eq(self.x_valid & self.x_ready),

@@ -347,6 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_synth(subparsers)
     add_board(subparsers)
+    from bbsparse.model_commands import add_compile, add_run
+
+    add_compile(subparsers)
+    add_run(subparsers)
     return parser
 
 

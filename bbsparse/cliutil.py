@@ -21,8 +21,9 @@ import numpy as np
 
 __all__ = [
     "PROG", "CliError", "MoveFile", "Parser", "add_config_options", "check_folder",
-    "check_outputs", "config_from", "count", "load_integers", "load_matrix", "number_type",
-    "positive_int", "probability", "read_bytes", "save_array", "staging_file", "write_outputs",
+    "check_outputs", "config_from", "count", "load_floats", "load_integers", "load_matrix",
+    "number_type", "positive_int", "probability", "read_bytes", "save_array", "staging_file",
+    "write_outputs",
 ]
 
 PROG = "bbsparse"
@@ -142,7 +143,20 @@ def _npy_header(path: str, stream, size: int) -> tuple[tuple[int, ...], bool, np
     return shape, fortran, dtype, offset
 
 
-def load_integers(path: str, ndims: tuple[int, ...], shape_text: str) -> np.ndarray:
+def load_floats(path: str, ndims: tuple[int, ...], shape_text: str) -> np.ndarray:
+    """A non-empty real array (float or integer .npy) of one of `ndims` dimensions, as
+    float64, checked as :func:`load_integers` checks; NaN and infinity are refused."""
+    array = load_integers(path, ndims, shape_text, kinds="iuf")
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        position = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
+        raise CliError(f"{path} holds {array[position]} at {list(position)}; need finite "
+                       f"numbers")
+    return array
+
+
+def load_integers(path: str, ndims: tuple[int, ...], shape_text: str,
+                  kinds: str = "iu") -> np.ndarray:
     """A non-empty integer array of one of `ndims` dimensions from a .npy file.
 
     Everything is checked before the data is read: the header (parsed by numpy's own
@@ -157,13 +171,16 @@ def load_integers(path: str, ndims: tuple[int, ...], shape_text: str) -> np.ndar
         with open(path, "rb") as stream:
             shape, fortran, dtype, offset = _npy_header(path, stream, size)
             if dtype.hasobject:
-                raise CliError(f"{path} holds Python objects; need an integer matrix")
+                raise CliError(f"{path} holds Python objects; need "
+                               + ("an integer matrix" if kinds == "iu" else "numbers"))
             if len(shape) not in ndims:
                 raise CliError(f"{path} holds a {len(shape)}-D array of shape {shape}; need "
                                f"{shape_text}")
-            if dtype.kind not in "iu" or dtype.subdtype is not None:
-                raise CliError(f"{path} holds {dtype} values; need integers (quantise the "
-                               f"weights first)")
+            if dtype.kind not in kinds or dtype.subdtype is not None:
+                if kinds == "iu":
+                    raise CliError(f"{path} holds {dtype} values; need integers (quantise "
+                                   f"the weights first)")
+                raise CliError(f"{path} holds {dtype} values; need real numbers")
             count = math.prod(shape)
             if count == 0:
                 raise CliError(f"{path} holds an empty array of shape {shape}")

@@ -126,6 +126,8 @@ def import_tree(source: Path, tree: Path) -> Path:
     root.mkdir(parents=True)
     for module in sorted((source / mapping["bbsparse"]).glob("*.py")):
         (root / module.name).symlink_to(module.resolve())
+    for package in sorted((source / mapping["bbsparse"]).glob("*/__init__.py")):
+        (root / package.parent.name).symlink_to(package.parent.resolve())
     for package, folder in mapping.items():
         if package != "bbsparse":
             (root / package.split(".", 1)[1]).symlink_to((source / folder).resolve())

@@ -11,8 +11,8 @@ from ..golden.config import Config
 from .axis import flat_ports, port_widths
 from .engines import engine_of
 
-__all__ = ["TOP_NAME", "verilog_text", "describe", "design_files", "write_if_changed",
-           "write_design"]
+__all__ = ["MODEL_TOP_NAME", "TOP_NAME", "describe", "describe_model", "design_files",
+           "model_verilog_text", "verilog_text", "write_design", "write_if_changed"]
 
 TOP_NAME = "bbs_spmv"
 
@@ -100,3 +100,55 @@ def write_design(config: Config, out_dir: str | Path, write=None) -> tuple[Path,
         write(files)
     v_path, j_path = files
     return v_path, j_path
+
+
+MODEL_TOP_NAME = "bbs_model"
+
+
+def model_verilog_text(model) -> str:
+    """The Verilog of `bbs_model` (DESIGN §16) for an
+    :class:`~bbsparse.golden.model.IntegerModel`: the weight and bias images are inside, as
+    memory initial contents."""
+    from .model import ModelCore
+
+    core = ModelCore(model)
+    return verilog.convert(core, name=MODEL_TOP_NAME, emit_src=False, ports=flat_ports(core))
+
+
+def describe_model(model) -> dict:
+    """What an outside testbench needs to drive `bbs_model`: the shared core's parameters,
+    the model's widths, the layer table and the ports (DESIGN §16.3)."""
+    from .model import ModelCore, model_images
+    from .spmv import BBSSpMV
+
+    c = model.config
+    images = model_images(model)
+    first = model.layer_config(0)
+    return {
+        "top": MODEL_TOP_NAME,
+        "parameters": c.to_dict(),
+        "model": {
+            "inputs": model.inputs,
+            "outputs": model.outputs,
+            "out_width": model.out_width,
+            "bias_width": model.bias_width,
+            "layers": images["layers"],
+            "w_rom_words": len(images["w_words"]),
+            "w_rom_bits": len(images["w_words"]) * c.w_beat_width,
+            "bias_rom_words": len(images["bias_words"]),
+            "bias_rom_bits": len(images["bias_words"]) * c.pes * model.bias_width,
+        },
+        "derived": {
+            "x_beat_width": c.x_beat_width,
+            "x_beats": first.x_beats,
+            "y_beat_width": c.pes * model.out_width,
+            "y_beats": model.layer_config(len(model.layers) - 1).row_groups(model.outputs),
+            "core_latency": BBSSpMV.latency_of(c),
+            "output_latency": ModelCore.OUTPUT_LATENCY,
+            "clock": "clk",
+            "reset": "rst (synchronous, active high)",
+            "ports": {"clk": {"direction": "in", "width": 1},
+                      "rst": {"direction": "in", "width": 1},
+                      **port_widths(ModelCore.signature_for(model))},
+        },
+    }

@@ -162,11 +162,15 @@ def progress(text: str, end: str = "\n") -> None:
 
 
 def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None = None,
-             seed: int = 1, fit_info: dict | None = None, ram: str = "auto") -> FlowResult:
-    """Check, synthesise, place, route and pack `config` for `target` into `out`."""
+             seed: int = 1, fit_info: dict | None = None, ram: str = "auto", *,
+             core=None, extra=()) -> FlowResult:
+    """Check, synthesise, place, route and pack `config` for `target` into `out`.
+
+    `core` replaces the core `config` selects by another design built on it (a compiled
+    model, DESIGN §16), whose memories beside the core's are `extra` (for the fit check)."""
     family = target.family
     freq = float(freq_mhz or target.freq_mhz)
-    fit = require_fit(target, config, ram)  # the --ram policy too
+    fit = require_fit(target, config, ram, extra)  # the --ram policy too
     synth_command = family.synth_command(ram)
     t0 = time.monotonic()
     tools = {step: yowasp(tool) for step, tool in
@@ -190,7 +194,7 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
 
     progress(f"[1/4] amaranth: {TOP_NAME}.v", end="")
     start = time.monotonic()
-    top = SynthTop(config)
+    top = SynthTop(config, core)
     verilog_path = out / f"{TOP_NAME}.v"
     write_if_changed(verilog_path, verilog.convert(top, name=TOP_NAME, emit_src=False,
                                                     platform=FamilyPlatform(family, target)))

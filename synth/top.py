@@ -40,11 +40,12 @@ class SynthTop(wiring.Component):
     :attr:`output_bits` LUTs (the load/shift multiplexer) beside the core.
     """
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, core: wiring.Component | None = None):
         if not isinstance(config, Config):
             raise TypeError(f"config must be a bbsparse Config, not {config!r}")
         self._config = config
-        self._core = engine_of(config).core(config)
+        # `core`: another design built on the core `config` (a compiled model, DESIGN §16).
+        self._core = engine_of(config).core(config) if core is None else core
         # Every port of the core, nested interface members (AXI4-Stream) included, in
         # signature order: the serial chains are built in this order.
         ports = [(value, member.flow, Shape.cast(member.shape).width)

@@ -213,7 +213,7 @@ class ModelCore(wiring.Component):
         m.d.comb += [cy.tready.eq(move[0]), y_accept.eq(cy.tvalid & cy.tready)]
         # Stage 0: t = acc + bias, and the layer's parameters travel beside the values.
         params = data.StructLayout({
-            "half": range(max(half) + 1), "shift": range(max(2, acc_width)),
+            "half": range(max(2, max(half) + 1)), "shift": range(max(2, acc_width)),
             "low": signed(out_width + 1), "high": signed(out_width + 1),
             "final": 1, "tlast": 1,
         })

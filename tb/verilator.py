@@ -30,7 +30,9 @@ GENERATED_PE = "pe_ecp5.v"
 GENERATED_UNITS = ("gather.v", "scatter.v", GENERATED_PE)
 # The board top (hdl/board.py: UART, host link, core), built by tests/test_rtl_board.py.
 GENERATED_BOARD = "bbs_board.v"
-_GENERATED = (GENERATED_CORE, *GENERATED_UNITS, GENERATED_BOARD)
+# A whole model on one core (hdl/model.py), built by tb/model_harness.py.
+GENERATED_MODEL = "bbs_model.v"
+_GENERATED = (GENERATED_CORE, *GENERATED_UNITS, GENERATED_BOARD, GENERATED_MODEL)
 
 # Verilator runs with -Wall; these warnings are waived one by one, each for its reason, and
 # only for files that Amaranth generated. Anything else (hand-written wrappers included)
@@ -49,11 +51,12 @@ _RULES = (
      "The backend keeps unused intermediate wires and the unused bits of packed payloads\n"
      "(for example the index bits of a w entry once the address is formed, or the bank bits\n"
      "of a crossbar index)."),
-    ("DECLFILENAME", (GENERATED_CORE, GENERATED_BOARD, GENERATED_PE),
+    ("DECLFILENAME", (GENERATED_CORE, GENERATED_BOARD, GENERATED_PE, GENERATED_MODEL),
      "One file holds a design and all its submodules, named after the hierarchy. (The gather\n"
      "and scatter units are single modules named after their files: nothing to waive.)"),
-    ("CASEINCOMPLETE", (GENERATED_BOARD,),
-     "The backend writes an FSM or m.Switch as a case statement without a default item, after\n"
+    ("CASEINCOMPLETE", (GENERATED_BOARD, GENERATED_MODEL),
+     "The backend writes an FSM, an m.Switch or an Array lookup (the model core's layer table)\n"
+     "as a case statement without a default item, after\n"
      "an assignment of the value that holds when no item matches: the default is there, just\n"
      "before the case."),
 )

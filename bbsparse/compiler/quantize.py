@@ -87,8 +87,8 @@ class CoreShape:
     act_width: int = 8
 
     def __post_init__(self):
-        if (not isinstance(self.pattern, str) or self.pattern not in FORMATS
-                or self.pattern not in PRUNERS):
+        name = self.pattern if isinstance(self.pattern, str) else None
+        if FORMATS.get(name) is None or PRUNERS.get(name) is None:
             engines = ", ".join(repr(name) for name in FORMATS if name in PRUNERS)
             raise CompileError(f"pattern must be one of {engines}, not {self.pattern!r}")
         for name in ("weight_width", "act_width"):

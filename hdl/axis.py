@@ -15,7 +15,7 @@ from amaranth.hdl._ir import PortDirection
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["AXIStream", "flat_ports", "port_widths"]
+__all__ = ["AXIStream", "SkidBuffer", "flat_ports", "port_widths"]
 
 
 class AXIStream(wiring.Signature):
@@ -78,3 +78,37 @@ def port_widths(signature: wiring.Signature) -> dict:
         }
     return ports
 
+
+
+class SkidBuffer(wiring.Component):
+    """A register slice for an AXI4-Stream with a registered ``tready``: one beat a cycle,
+    and no combinational path from the sink's ``tready`` to the source's (it ends at this
+    block's registers). Two cycles of latency at most, one when the sink is ready.
+
+    Ports: ``i`` : In(AXIStream(width)), ``o`` : Out(AXIStream(width)).
+    """
+
+    def __init__(self, width: int):
+        super().__init__({"i": In(AXIStream(width)), "o": Out(AXIStream(width))})
+        self._width = width
+
+    def elaborate(self, platform):
+        from amaranth.hdl import Module, Signal
+
+        m = Module()
+        i, o = self.i, self.o
+        skid_valid = Signal()
+        skid_data = Signal(self._width)
+        skid_last = Signal()
+        out_valid = Signal()
+        m.d.comb += [i.tready.eq(~skid_valid), o.tvalid.eq(out_valid)]
+        take = i.tvalid & ~skid_valid
+        with m.If(o.tready | ~out_valid):
+            with m.If(skid_valid):
+                m.d.sync += [o.tdata.eq(skid_data), o.tlast.eq(skid_last), out_valid.eq(1),
+                             skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [o.tdata.eq(i.tdata), o.tlast.eq(i.tlast), out_valid.eq(take)]
+        with m.Elif(take):
+            m.d.sync += [skid_data.eq(i.tdata), skid_last.eq(i.tlast), skid_valid.eq(1)]
+        return m

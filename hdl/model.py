@@ -10,7 +10,8 @@ from ..golden import csb
 from ..golden.arith import signed_range
 from ..golden.formats import BBSFormat
 from ..golden.model import IntegerModel
-from .axis import AXIStream
+from .axis import AXIStream, SkidBuffer
+from .result_queue import ResultQueue
 from .spmv import BBSSpMV
 from .y_to_x import YToX
 
@@ -73,8 +74,8 @@ class ModelCore(wiring.Component):
     the current one still run.
     """
 
-    #: Cycles of the output stage: bias add, shift, clamp.
-    OUTPUT_LATENCY = 3
+    #: Cycles of the output stage: bias add, shift, clamp; then its queue (DESIGN §16.3).
+    OUTPUT_LATENCY = 3 + ResultQueue.LATENCY
 
     def __init__(self, model: IntegerModel):
         if not isinstance(model, IntegerModel):
@@ -202,15 +203,16 @@ class ModelCore(wiring.Component):
         half = [(1 << (layer["out_shift"] - 1)) if layer["out_shift"] else 0
                 for layer in layers]
         element = signed(sum_width + 1)
-        # Three registered stages that move together (an elastic pipeline: a stage loads
-        # when it is empty or its successor moves).
+        # Three registered stages that never stall, then a queue with credits (as the
+        # core's own, DESIGN §14.3): a y beat is taken from the core only when the queue
+        # is sure to have room for it, so back-pressure from the host or the y-to-x scatter
+        # stops at the queue and is not a combinational path back into the core.
+        result_width = pes * out_width
+        m.submodules.out_queue = out_queue = ResultQueue(
+            width=result_width + 1, credits=self.OUTPUT_LATENCY + 2)
+        m.d.comb += [cy.tready.eq(out_queue.can_start), y_accept.eq(cy.tvalid & cy.tready),
+                     out_queue.start.eq(y_accept)]
         valid = [Signal(name=f"out_valid{i}") for i in range(3)]
-        move = [Signal(name=f"out_move{i}") for i in range(3)]
-        out_ready = Signal()
-        for i in range(3):
-            after = move[i + 1] if i < 2 else out_ready
-            m.d.comb += move[i].eq(~valid[i] | after)
-        m.d.comb += [cy.tready.eq(move[0]), y_accept.eq(cy.tvalid & cy.tready)]
         # Stage 0: t = acc + bias, and the layer's parameters travel beside the values.
         params = data.StructLayout({
             "half": range(max(2, max(half) + 1)), "shift": range(max(2, acc_width)),
@@ -223,56 +225,64 @@ class ModelCore(wiring.Component):
         p1 = Signal(params)
         result = Signal(data.ArrayLayout(signed(out_width), pes))
         p2 = Signal(params)
-        with m.If(move[0]):
-            m.d.sync += valid[0].eq(cy.tvalid)
-            for p in range(pes):
-                acc = cy.tdata[p * acc_width:(p + 1) * acc_width].as_signed()
-                bias = bias_read.data[p * bias_width:(p + 1) * bias_width].as_signed()
-                m.d.sync += sums[p].eq(acc + bias)
-            m.d.sync += [
-                p0.half.eq(Array(Const(h) for h in half)[y_layer]),
-                p0.shift.eq(table("out_shift", range(max(2, acc_width)))[y_layer]),
-                p0.low.eq(table("low", signed(out_width + 1))[y_layer]),
-                p0.high.eq(table("high", signed(out_width + 1))[y_layer]),
-                p0.final.eq(y_layer == count - 1),
-                p0.tlast.eq(cy.tlast),
-            ]
+        m.d.sync += [valid[0].eq(y_accept), valid[1].eq(valid[0]), valid[2].eq(valid[1]),
+                     p1.eq(p0), p2.eq(p1)]
+        for p in range(pes):
+            acc = cy.tdata[p * acc_width:(p + 1) * acc_width].as_signed()
+            bias = bias_read.data[p * bias_width:(p + 1) * bias_width].as_signed()
+            m.d.sync += sums[p].eq(acc + bias)
+        m.d.sync += [
+            p0.half.eq(Array(Const(h) for h in half)[y_layer]),
+            p0.shift.eq(table("out_shift", range(max(2, acc_width)))[y_layer]),
+            p0.low.eq(table("low", signed(out_width + 1))[y_layer]),
+            p0.high.eq(table("high", signed(out_width + 1))[y_layer]),
+            p0.final.eq(y_layer == count - 1),
+            p0.tlast.eq(cy.tlast),
+        ]
         # Stage 1: round half up and shift right (arithmetic).
-        with m.If(move[1]):
-            m.d.sync += [valid[1].eq(valid[0]), p1.eq(p0)]
-            for p in range(pes):
-                m.d.sync += shifted[p].eq((sums[p] + p0.half) >> p0.shift)
+        for p in range(pes):
+            m.d.sync += shifted[p].eq((sums[p] + p0.half) >> p0.shift)
         # Stage 2: ReLU and saturation are one clamp to [low, high].
-        with m.If(move[2]):
-            m.d.sync += [valid[2].eq(valid[1]), p2.eq(p1)]
-            for p in range(pes):
-                value = shifted[p]
-                m.d.sync += result[p].eq(Mux(value < p1.low, p1.low,
-                                             Mux(value > p1.high, p1.high, value)))
+        for p in range(pes):
+            value = shifted[p]
+            m.d.sync += result[p].eq(Mux(value < p1.low, p1.low,
+                                         Mux(value > p1.high, p1.high, value)))
+        m.d.comb += [
+            out_queue.w_en.eq(valid[2]),
+            out_queue.w_data.eq(Cat(result, p2.final)),
+            out_queue.w_last.eq(p2.tlast),
+        ]
 
         # The last layer's results leave the chip; a hidden layer's become the next x.
+        queued = out_queue.y
+        final = queued.tdata[result_width]
         y = self.m_axis_y
         m.d.comb += [
-            y.tdata.eq(result),
-            y.tlast.eq(p2.tlast),
-            y.tvalid.eq(valid[2] & p2.final),
+            y.tdata.eq(queued.tdata[:result_width]),
+            y.tlast.eq(queued.tlast),
+            y.tvalid.eq(queued.tvalid & final),
         ]
         if count > 1:
+            # The scatter's arbiter decides its ready late: a register slice keeps that
+            # out of the queue's read logic.
+            m.submodules.y_skid = skid = SkidBuffer(pes * c.act_width)
             scatter_layer = layer_counter("scatter_layer")
             following = Array(Const(min(k + 1, count - 1), range(count)) for k in range(count))
             next_layer = following[scatter_layer]
             m.d.comb += [
                 y_to_x.cols.eq(table("cols")[next_layer]),
                 y_to_x.x_beats.eq(table("x_beats")[next_layer]),
-                y_to_x.y.tdata.eq(Cat(result[p][:c.act_width] for p in range(pes))),
-                y_to_x.y.tlast.eq(p2.tlast),
-                y_to_x.y.tvalid.eq(valid[2] & ~p2.final),
-                out_ready.eq(Mux(p2.final, y.tready, y_to_x.y.tready)),
+                skid.i.tdata.eq(Cat(queued.tdata[p * out_width:p * out_width + c.act_width]
+                                    for p in range(pes))),
+                skid.i.tlast.eq(queued.tlast),
+                skid.i.tvalid.eq(queued.tvalid & ~final),
+                queued.tready.eq(Mux(final, y.tready, skid.i.tready)),
             ]
+            wiring.connect(m, skid.o, y_to_x.y)
             with m.If(y_to_x.x.tvalid & y_to_x.x.tready & y_to_x.x.tlast):
                 m.d.sync += scatter_layer.eq(Mux(scatter_layer == count - 2, 0,
                                                  scatter_layer + 1))
         else:
-            m.d.comb += out_ready.eq(y.tready)
+            m.d.comb += queued.tready.eq(y.tready)
         m.d.comb += self.error.eq(core.error)
         return m

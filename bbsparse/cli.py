@@ -71,8 +71,11 @@ def add_prune(subparsers) -> None:
         default="bbs",
         help="sparsity pattern (default: bbs)",
     )
-    parser.add_argument("--bank-size", type=positive_int, metavar="K", help="columns per bank")
-    parser.add_argument("--nnz-per-bank", type=positive_int, metavar="N", help="kept per bank")
+    parser.add_argument("--bank-size", type=positive_int, metavar="K",
+                        help="columns per bank (bbs: required; nm, unstructured, block: the "
+                             "budget without their own options, see below)")
+    parser.add_argument("--nnz-per-bank", type=positive_int, metavar="N",
+                        help="weights kept per bank (bbs: required; as --bank-size)")
     parser.add_argument("--n", type=positive_int, help="nm: weights kept of every M")
     parser.add_argument("--m", type=positive_int, help="nm: group length")
     parser.add_argument("--nnz", type=count, metavar="TOTAL", help="unstructured: kept weights")
@@ -145,15 +148,19 @@ def add_spmv(subparsers) -> None:
     """Declare ``bbsparse spmv``."""
     parser = subparsers.add_parser(
         "spmv", help="run y = W @ x on the generated RTL under Verilator",
-        description="Multiply a BBS weight matrix by one vector or a batch on the generated "
-                    "RTL (Verilator) and write Y plus a JSON report of the cycle figures.")
+        description="Multiply an integer weight matrix by one vector or a batch on the "
+                    "generated RTL (Verilator) and write Y plus a JSON report of the cycle "
+                    "figures. The configuration's pattern selects the engine: bbs (the "
+                    "bank-balanced core: W must follow the bank pattern) or unstructured "
+                    "(any sparsity, through the crossbar gather).")
     add_config_options(parser)
     parser.add_argument("--weights", required=True, metavar="W.npy",
                         help="(rows, cols) integer matrix following the configured pattern")
     parser.add_argument("--x", required=True, metavar="X.npy", help="(cols,) or (batch, cols)")
     parser.add_argument("--out", required=True, metavar="Y.npy",
                         help="results; the report goes beside it as Y.json")
-    parser.add_argument("--seed", type=count, default=1, help="seed of the stall generators")
+    parser.add_argument("--seed", type=count, default=1,
+                        help="seed of the stall generators (default 1)")
     parser.add_argument("--x-idle", type=probability, default=0.0, metavar="P",
                         help="probability of an idle cycle on the x stream (default 0)")
     parser.add_argument("--w-idle", type=probability, default=0.0, metavar="P",
@@ -161,7 +168,8 @@ def add_spmv(subparsers) -> None:
     parser.add_argument("--y-stall", type=probability, default=0.0, metavar="P",
                         help="probability of back-pressure on y in a cycle (default 0)")
     parser.add_argument("--y-burst", type=probability, default=0.0, metavar="P",
-                        help="probability of starting a 1..256-cycle back-pressure burst")
+                        help="probability of starting a 1..256-cycle back-pressure burst "
+                             "(default 0)")
     parser.add_argument("--waves", metavar="FILE.vcd", help="write a VCD of the run")
     parser.add_argument("--order", choices=("banks", "columns"), default="banks",
                         help="pattern unstructured: order of a row's nonzeros in the stream; "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import re
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -108,7 +109,8 @@ class RawRun:
     figures: dict
     y_words: list[int]
     wall_seconds: float
-    build_seconds: float
+    build_seconds: float  # 0.0 when the simulator came from the cache
+    cached: bool = False
 
 
 def simulate(config: Config, x_words: list[int], w_words: list[int], *, vectors: int,
@@ -125,7 +127,15 @@ def simulate(config: Config, x_words: list[int], w_words: list[int], *, vectors:
     stream sizes, as :func:`build_simulator` (the default, around the core's RTL) does;
     `plusargs` go to the simulator after the wrapper's own."""
     build = build or functools.partial(build_simulator, config)
-    folder = build(len(x_words), len(w_words), y_beats, waves=waves is not None, log=log)
+    said = []
+    say = log or (lambda message: print(message, file=sys.stderr, flush=True))
+
+    def note(message):  # the builders speak only when they really build
+        said.append(message)
+        say(message)
+
+    folder = build(len(x_words), len(w_words), y_beats, waves=waves is not None, log=note)
+    cached = not said
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)
         _write_hex(tmp / "x.hex", x_words, config.x_beat_width)
@@ -159,7 +169,8 @@ def simulate(config: Config, x_words: list[int], w_words: list[int], *, vectors:
                                   f"cycles, {where}")
         y_words = [int(line, 16) for line in (tmp / "y.hex").read_text().split()
                    if not line.startswith("//")]
-    return RawRun(figures, y_words, wall, float((folder / "build_seconds").read_text()))
+    build_seconds = 0.0 if cached else float((folder / "build_seconds").read_text())
+    return RawRun(figures, y_words, wall, build_seconds, cached)
 
 
 def run_spmv(config: Config, W, X, *, seed: int = 1, stalls: Stalls = Stalls(),
@@ -220,6 +231,7 @@ def run_spmv(config: Config, W, X, *, seed: int = 1, stalls: Stalls = Stalls(),
         "sim_cycles_per_second": figures["sim_cycles"] / wall if wall > 0 else float("inf"),
         "seed": seed,
         "verilator_build_seconds": raw.build_seconds,
+        "cached": raw.cached,
     }
     if config.format.counts_stalls:
         # The golden cycle model of the crossbar: conflicts included, stalls excluded.

@@ -44,10 +44,25 @@ step waits that long and starts again).
 STATUS flags (:class:`Flags`): weights loaded, x loaded, results valid, the core's ``error``
 seen in the last run, a received byte overrun, a UART framing error (the last two sticky).
 
-The driver is written once, without I/O (each operation of :class:`Protocol` is a generator
-that yields :class:`Write` and :class:`Read` requests), and run by :class:`Host` over a
-blocking byte transport (pyserial, :meth:`Host.open`) or by :class:`AsyncHost` over an
-async one (the cocotb testbench's UART model): the testbench exercises this very code.
+**Model boards.** A board built for a whole compiled model (``ModelBoardTop``: every
+layer's weights in ROM) speaks the same protocol with one difference, the weight path:
+LOAD_W is not one of its commands (``BAD_COMMAND``; its ``length`` counts bytes, as any
+unknown command's), LOAD_X takes layer 0's x frame, RUN needs only x, STATUS always has
+``W_LOADED`` (and 0 ``w_beats``), READ_Y returns the last layer's ``y_beats`` beats of
+``pes * out_width`` bits. INFO tells the two kinds apart by its version byte: 1 for a
+single-matrix board (:class:`BoardInfo`), 2 for a model board (:class:`ModelInfo`: the
+core's shape, the model's sizes and beat counts, and the power-of-two scales
+``input_exponent`` and ``output_exponent``, signed). :class:`ModelHost` and
+:class:`AsyncModelHost` talk to a model board (``infer(x_int) -> (y_int, cycles)``);
+:class:`Host` refuses one, and :class:`ModelHost` a single-matrix board, with a
+:class:`LinkError`.
+
+The driver is written once, without I/O (each operation of :class:`Protocol` and
+:class:`ModelProtocol` is a generator that yields :class:`Write` and :class:`Read`
+requests), and run by :class:`Host` / :class:`ModelHost` over a blocking byte transport
+(pyserial, :meth:`Host.open`, :meth:`ModelHost.open`) or by :class:`AsyncHost` /
+:class:`AsyncModelHost` over an async one (the cocotb testbench's UART model): the
+testbenches exercise this very code.
 """
 
 from __future__ import annotations
@@ -62,15 +77,20 @@ from .golden.config import Config
 from .golden.protocol import (
     INFO_FIELDS,
     INFO_VERSION,
+    INFO_VERSION_MODEL,
     MAX_LENGTH,
+    MODEL_INFO_FIELDS,
     BoardInfo,
     Command,
     Flags,
+    ModelInfo,
     Status,
+    info_data_bytes,
 )
 
 __all__ = [
     "AsyncHost",
+    "AsyncModelHost",
     "BoardError",
     "BoardInfo",
     "Command",
@@ -78,7 +98,12 @@ __all__ = [
     "Host",
     "INFO_FIELDS",
     "INFO_VERSION",
+    "INFO_VERSION_MODEL",
     "LinkError",
+    "MODEL_INFO_FIELDS",
+    "ModelHost",
+    "ModelInfo",
+    "ModelProtocol",
     "Protocol",
     "Read",
     "Status",
@@ -158,10 +183,55 @@ class Read:
 Operation = Generator[Write | Read, bytes | None, object]
 
 
-class Protocol:
-    """The protocol without I/O. Each operation is a generator: it yields :class:`Write`
-    (send, resume with ``None``) and :class:`Read` (resume with exactly that many bytes)
-    and returns its result; an error status raises :class:`BoardError`.
+class _Requests:
+    """The requests both kinds of board answer alike, without I/O."""
+
+    def exchange(self, command: int, length: int = 0, payload: bytes = b"") -> Operation:
+        """Send one request; read the status byte; raise :class:`BoardError` unless OK."""
+        yield Write(frame(command, length, payload))
+        status = (yield Read(1))[0]
+        if status != Status.OK:
+            raise BoardError(command, status)
+
+    def raw(self, data: bytes) -> Operation:
+        """Send `data` as it is (a frame, or a malformed one) and return the status byte."""
+        yield Write(bytes(data))
+        return (yield Read(1))[0]
+
+    def info_data(self) -> Operation:
+        """INFO: ``(version, data)``, the data being the fields' bytes after the version.
+        A version this driver does not know raises :class:`LinkError` (its length being
+        unknown, the rest of the reply is not read: reopen the link)."""
+        yield from self.exchange(Command.INFO)
+        version = (yield Read(1))[0]
+        size = info_data_bytes(version)
+        if size is None:
+            raise LinkError(f"INFO version {version}: this driver speaks {INFO_VERSION} "
+                            f"(single-matrix board) and {INFO_VERSION_MODEL} (model board); "
+                            f"the rest of the reply was left unread")
+        return version, (yield Read(size))
+
+    def run(self) -> Operation:
+        """RUN: returns when the board has all y beats."""
+        yield from self.exchange(Command.RUN)
+
+    def cycles(self) -> Operation:
+        """READ_CYCLES: the last run's cycles, first x beat to last y beat, inclusive."""
+        yield from self.exchange(Command.READ_CYCLES)
+        return int.from_bytes((yield Read(4)), "little")
+
+    def status(self) -> Operation:
+        """STATUS: ``(Flags, w_beats)``."""
+        yield from self.exchange(Command.STATUS)
+        data = yield Read(3)
+        return Flags(data[0]), int.from_bytes(data[1:3], "little")
+
+
+class Protocol(_Requests):
+    """The protocol of a single-matrix board without I/O. Each operation is a generator: it
+    yields :class:`Write` (send, resume with ``None``) and :class:`Read` (resume with
+    exactly that many bytes) and returns its result; an error status raises
+    :class:`BoardError`.
 
     `config` is the core's configuration; without one, :meth:`info` supplies it (a host
     that has one checks it against the board with :meth:`check`).
@@ -179,25 +249,13 @@ class Protocol:
             raise LinkError("no configuration: pass one, or ask the board with info() first")
         return self.config
 
-    def exchange(self, command: int, length: int = 0, payload: bytes = b"") -> Operation:
-        """Send one request; read the status byte; raise :class:`BoardError` unless OK."""
-        yield Write(frame(command, length, payload))
-        status = (yield Read(1))[0]
-        if status != Status.OK:
-            raise BoardError(command, status)
-
-    def raw(self, data: bytes) -> Operation:
-        """Send `data` as it is (a frame, or a malformed one) and return the status byte."""
-        yield Write(bytes(data))
-        return (yield Read(1))[0]
-
     def info(self) -> Operation:
         """Ask the board what it holds; adopt its configuration if there is none yet."""
-        yield from self.exchange(Command.INFO)
-        data = yield Read(1 + 2 * len(INFO_FIELDS))
-        if data[0] != INFO_VERSION:
-            raise LinkError(f"INFO version {data[0]}, this driver speaks {INFO_VERSION}")
-        fields = {name: int.from_bytes(data[1 + 2 * i:3 + 2 * i], "little")
+        version, data = yield from self.info_data()
+        if version == INFO_VERSION_MODEL:
+            raise LinkError("the board is a model board (INFO version 2: a compiled model, "
+                            "its weights in ROM), not a single-matrix board: use ModelHost")
+        fields = {name: int.from_bytes(data[2 * i:2 + 2 * i], "little")
                   for i, name in enumerate(INFO_FIELDS)}
         info = BoardInfo.from_fields(fields)
         if self.config is None:
@@ -240,10 +298,6 @@ class Protocol:
         yield from self.exchange(Command.LOAD_X, len(beats),
                                  ints_to_bytes(beats, config.x_beat_width))
 
-    def run(self) -> Operation:
-        """RUN: returns when the board has all y beats."""
-        yield from self.exchange(Command.RUN)
-
     def read_y(self, rows: int | None = None) -> Operation:
         """READ_Y: the results of the last run, ``(rows,)`` (default: the rows of the last
         matrix this protocol loaded)."""
@@ -261,19 +315,72 @@ class Protocol:
         data = yield Read(count * beat_bytes(config.y_beat_width))
         return csb.unpack_y(config, bytes_to_ints(data, config.y_beat_width), rows)
 
-    def cycles(self) -> Operation:
-        """READ_CYCLES: the last run's cycles, first x beat to last y beat, inclusive."""
-        yield from self.exchange(Command.READ_CYCLES)
-        return int.from_bytes((yield Read(4)), "little")
-
-    def status(self) -> Operation:
-        """STATUS: ``(Flags, w_beats)``."""
-        yield from self.exchange(Command.STATUS)
-        data = yield Read(3)
-        return Flags(data[0]), int.from_bytes(data[1:3], "little")
-
     def spmv(self, x) -> Operation:
         """LOAD_X, RUN, READ_Y with the stored weights: ``(y, cycles)``."""
+        yield from self.load_x(x)
+        yield from self.run()
+        y = yield from self.read_y()
+        cycles = yield from self.cycles()
+        return y, cycles
+
+
+class ModelProtocol(_Requests):
+    """The protocol of a model board without I/O, as :class:`Protocol`: layer 0's x in,
+    the last layer's y out, the weights in the board's ROM.
+
+    `info` is what the board reported (:class:`ModelInfo`); without one, :meth:`info` asks
+    the board before x can be packed.
+    """
+
+    def __init__(self, info: ModelInfo | None = None):
+        self.model_info = info
+
+    def _require_info(self) -> ModelInfo:
+        if self.model_info is None:
+            raise LinkError("the board's model is unknown: ask it with info() first")
+        return self.model_info
+
+    def info(self) -> Operation:
+        """INFO: the model the board holds (:class:`ModelInfo`), which this protocol adopts;
+        a single-matrix board raises :class:`LinkError`."""
+        version, data = yield from self.info_data()
+        if version != INFO_VERSION_MODEL:
+            raise LinkError(f"the board is a single-matrix board (INFO version {version}: "
+                            f"the host loads its weights), not a model board: use Host")
+        self.model_info = ModelInfo.from_bytes(data)
+        return self.model_info
+
+    def load_x(self, x) -> Operation:
+        """LOAD_X: one integer input vector `x` ``(inputs,)``, each value within
+        ``act_width`` signed bits (the model's quantized input)."""
+        info = self._require_info()
+        x = np.asarray(x)
+        if x.shape != (info.inputs,):
+            raise ValueError(f"x must be one vector of the model's {info.inputs} inputs, "
+                             f"not shape {x.shape}")
+        config = info.x_config()
+        beats = csb.x_beat_ints(config, csb.pack_x(config, x))
+        if len(beats) != info.x_beats:
+            raise LinkError(f"x packs into {len(beats)} beats; the board takes "
+                            f"{info.x_beats}")
+        yield from self.exchange(Command.LOAD_X, len(beats),
+                                 ints_to_bytes(beats, info.x_beat_width))
+
+    def read_y(self) -> Operation:
+        """READ_Y: the model's integer outputs of the last run, ``(outputs,)`` int64."""
+        info = self._require_info()
+        yield from self.exchange(Command.READ_Y)
+        count = int.from_bytes((yield Read(2)), "little")
+        data = yield Read(count * beat_bytes(info.y_beat_width))
+        if count != info.y_beats:
+            raise LinkError(f"the board holds {count} y beats; the model gives "
+                            f"{info.y_beats}")
+        beats = bytes_to_ints(data, info.y_beat_width)
+        fields = csb.unpack_fields(beats, info.pes, info.out_width, signed=True)
+        return np.asarray(fields, dtype=np.int64).reshape(-1)[:info.outputs]
+
+    def infer(self, x) -> Operation:
+        """One inference: LOAD_X, RUN, READ_Y, READ_CYCLES; ``(y, cycles)``."""
         yield from self.load_x(x)
         yield from self.run()
         y = yield from self.read_y()
@@ -317,10 +424,54 @@ async def _drive_async(operation: Operation, transport):
         return done.value
 
 
-class _Methods:
-    """The operations of :class:`Protocol`, each run by ``self._run``."""
+def _op(protocol_class, name: str):
+    """A driver method that runs the operation `name` of the driver's protocol."""
+    def method(self, *args, **kwargs):
+        return self._run(getattr(self.protocol, name)(*args, **kwargs))
+    method.__name__ = name
+    method.__doc__ = getattr(protocol_class, name).__doc__
+    return method
 
-    _run = None  # set by the subclass
+
+class _Driver:
+    """A transport, and the protocol whose operations ``self._run`` carries out over it."""
+
+    def _run(self, operation):
+        raise NotImplementedError
+
+    def close(self) -> None:
+        close = getattr(self.transport, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+class _Blocking(_Driver):
+    def _run(self, operation):
+        return _drive(operation, self.transport)
+
+
+class _Awaited(_Driver):
+    def _run(self, operation):
+        return _drive_async(operation, self.transport)
+
+
+def _open_serial(port: str, baud: int, timeout: float):
+    import serial
+
+    link = serial.Serial(port, baudrate=baud, bytesize=8, parity="N", stopbits=1,
+                         timeout=timeout)
+    link.reset_input_buffer()
+    return link
+
+
+class _Methods(_Driver):
+    """The operations of :class:`Protocol`."""
 
     def __init__(self, transport, config: Config | None = None):
         self.transport = transport
@@ -330,65 +481,94 @@ class _Methods:
     def config(self) -> Config | None:
         return self.protocol.config
 
-    def _op(name):  # noqa: N805 - builds methods at class creation
-        def method(self, *args, **kwargs):
-            return self._run(getattr(self.protocol, name)(*args, **kwargs))
-        method.__name__ = name
-        method.__doc__ = getattr(Protocol, name).__doc__
-        return method
-
-    info = _op("info")
-    check = _op("check")
-    raw = _op("raw")
-    exchange = _op("exchange")
-    load_weights = _op("load_weights")
-    load_x = _op("load_x")
-    run = _op("run")
-    read_y = _op("read_y")
-    cycles = _op("cycles")
-    status = _op("status")
-    spmv = _op("spmv")
-    del _op
+    info = _op(Protocol, "info")
+    check = _op(Protocol, "check")
+    raw = _op(Protocol, "raw")
+    exchange = _op(Protocol, "exchange")
+    load_weights = _op(Protocol, "load_weights")
+    load_x = _op(Protocol, "load_x")
+    run = _op(Protocol, "run")
+    read_y = _op(Protocol, "read_y")
+    cycles = _op(Protocol, "cycles")
+    status = _op(Protocol, "status")
+    spmv = _op(Protocol, "spmv")
 
 
-class Host(_Methods):
-    """The driver over a blocking transport: anything with ``write(bytes)`` and
-    ``read(n) -> bytes`` (``read`` may return fewer bytes on a timeout), such as a
-    ``serial.Serial``. :meth:`open` opens a serial port.
+class Host(_Blocking, _Methods):
+    """The driver of a single-matrix board over a blocking transport: anything with
+    ``write(bytes)`` and ``read(n) -> bytes`` (``read`` may return fewer bytes on a
+    timeout), such as a ``serial.Serial``. :meth:`open` opens a serial port.
 
     >>> host = Host.open("/dev/ttyUSB1", baud=115200)   # doctest: +SKIP
     >>> host.load_weights(W); y, cycles = host.spmv(x)  # doctest: +SKIP
     """
 
-    def _run(self, operation):
-        return _drive(operation, self.transport)
-
     @classmethod
     def open(cls, port: str, baud: int = 115200, config: Config | None = None,
              timeout: float = 2.0) -> Host:
         """Open `port` (pyserial, 8N1) and check the board: with `config`, that it matches;
-        without, adopt the board's."""
-        import serial
-
-        link = serial.Serial(port, baudrate=baud, bytesize=8, parity="N", stopbits=1,
-                             timeout=timeout)
-        link.reset_input_buffer()
-        host = cls(link, config)
-        if config is None:
-            host.info()
-        else:
-            host.check()
+        without, adopt the board's. A model board raises :class:`LinkError`."""
+        host = cls(_open_serial(port, baud, timeout), config)
+        try:
+            if config is None:
+                host.info()
+            else:
+                host.check()
+        except BaseException:
+            host.close()
+            raise
         return host
 
-    def close(self) -> None:
-        close = getattr(self.transport, "close", None)
-        if close is not None:
-            close()
 
-
-class AsyncHost(_Methods):
+class AsyncHost(_Awaited, _Methods):
     """The driver over an async transport (``await write(bytes)``, ``await read(n)``): the
     same operations as :class:`Host`, awaited."""
 
-    def _run(self, operation):
-        return _drive_async(operation, self.transport)
+
+class _ModelMethods(_Driver):
+    """The operations of :class:`ModelProtocol`."""
+
+    def __init__(self, transport, info: ModelInfo | None = None):
+        self.transport = transport
+        self.protocol = ModelProtocol(info)
+
+    @property
+    def model_info(self) -> ModelInfo | None:
+        """What the board's INFO reported (after :meth:`info`, which :meth:`ModelHost.open`
+        calls)."""
+        return self.protocol.model_info
+
+    info = _op(ModelProtocol, "info")
+    raw = _op(ModelProtocol, "raw")
+    exchange = _op(ModelProtocol, "exchange")
+    load_x = _op(ModelProtocol, "load_x")
+    run = _op(ModelProtocol, "run")
+    read_y = _op(ModelProtocol, "read_y")
+    cycles = _op(ModelProtocol, "cycles")
+    status = _op(ModelProtocol, "status")
+    infer = _op(ModelProtocol, "infer")
+
+
+class ModelHost(_Blocking, _ModelMethods):
+    """The driver of a model board over a blocking transport (as :class:`Host`).
+
+    >>> with ModelHost.open("/dev/ttyUSB1", baud=115200) as host:  # doctest: +SKIP
+    ...     y_int, cycles = host.infer(x_int)
+    """
+
+    @classmethod
+    def open(cls, port: str, baud: int = 115200, timeout: float = 2.0) -> ModelHost:
+        """Open `port` (pyserial, 8N1) and ask the board's INFO; a single-matrix board (INFO
+        version 1) raises :class:`LinkError`."""
+        host = cls(_open_serial(port, baud, timeout))
+        try:
+            host.info()
+        except BaseException:
+            host.close()
+            raise
+        return host
+
+
+class AsyncModelHost(_Awaited, _ModelMethods):
+    """The driver of a model board over an async transport: the operations of
+    :class:`ModelHost`, awaited."""

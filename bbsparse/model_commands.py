@@ -146,4 +146,6 @@ def run_run(args) -> int:
     print("run: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                               for k, v in shown.items()))
     print(f"wrote {out} and {report_path}")
-    return 0 if report["golden_mismatches"] == 0 else 1
+    failed = (report["golden_mismatches"] or report.get("error")
+              or report.get("y_tlast_ok") is False)
+    return 1 if failed else 0

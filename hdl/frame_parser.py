@@ -28,6 +28,10 @@ class FrameParser(wiring.Component):
     completes a unit). Every payload byte is read whatever the verdict; only the bytes of a
     frame judged ``OK`` are passed on.
 
+    Without weights (`w_bytes` and `max_w_beats` None: a model board, whose weights are in
+    ROM) LOAD_W is not a command: it is judged ``BAD_COMMAND`` and its ``length`` counts
+    bytes, as for any unknown command.
+
     Ports
     -----
     rx : In(stream.Signature(8))
@@ -49,14 +53,19 @@ class FrameParser(wiring.Component):
     Throughput: one byte a cycle.
     """
 
-    def __init__(self, *, w_bytes: int, x_bytes: int, max_w_beats: int, x_beats: int,
-                 timeout_cycles: int):
-        for name, value, low in (("w_bytes", w_bytes, 1), ("x_bytes", x_bytes, 1),
-                                 ("max_w_beats", max_w_beats, 1), ("x_beats", x_beats, 1),
-                                 ("timeout_cycles", timeout_cycles, 1)):
-            if not isinstance(value, int) or value < low:
+    def __init__(self, *, w_bytes: int | None, x_bytes: int, max_w_beats: int | None,
+                 x_beats: int, timeout_cycles: int):
+        if (w_bytes is None) != (max_w_beats is None):
+            raise ValueError(f"w_bytes and max_w_beats must both be given (a board that "
+                             f"loads weights) or both be None (weights in ROM), not "
+                             f"{w_bytes!r} and {max_w_beats!r}")
+        weights = w_bytes is not None
+        checked = (("w_bytes", w_bytes), ("max_w_beats", max_w_beats)) if weights else ()
+        for name, value in (*checked, ("x_bytes", x_bytes), ("x_beats", x_beats),
+                            ("timeout_cycles", timeout_cycles)):
+            if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
-        for name, value in (("max_w_beats", max_w_beats), ("x_beats", x_beats)):
+        for name, value in (*checked[1:], ("x_beats", x_beats)):
             if value > MAX_LENGTH:
                 raise ValueError(f"{name} must fit the 16-bit length field, not {value!r}")
         self._w_bytes = w_bytes
@@ -76,13 +85,19 @@ class FrameParser(wiring.Component):
     def timeout_cycles(self) -> int:
         return self._timeout_cycles
 
+    @property
+    def loads_weights(self) -> bool:
+        """LOAD_W is a command (else it is judged ``BAD_COMMAND``)."""
+        return self._w_bytes is not None
+
     def _judge(self, m, status, length):
         """``status <=`` the verdict the header (`command`, `length`) earns."""
         m.d.sync += status.eq(Status.OK)
         with m.Switch(self.command):
-            with m.Case(Command.LOAD_W):
-                with m.If((length == 0) | (length > self._max_w_beats)):
-                    m.d.sync += status.eq(Status.BAD_LENGTH)
+            if self.loads_weights:
+                with m.Case(Command.LOAD_W):
+                    with m.If((length == 0) | (length > self._max_w_beats)):
+                        m.d.sync += status.eq(Status.BAD_LENGTH)
             with m.Case(Command.LOAD_X):
                 with m.If(length != self._x_beats):
                     m.d.sync += status.eq(Status.BAD_LENGTH)
@@ -95,7 +110,7 @@ class FrameParser(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        unit_max = max(self._w_bytes, self._x_bytes)
+        unit_max = max(self._w_bytes or 1, self._x_bytes)
         length = Signal(16, name="length")
         units_left = Signal(16, name="units_left")  # units of the payload still to come
         byte_in_unit = Signal(range(unit_max), name="byte_in_unit")
@@ -105,8 +120,9 @@ class FrameParser(wiring.Component):
         fire = self.rx.valid & self.rx.ready
         byte = self.rx.payload
         timed_out = idle == self._timeout_cycles
-        unit = Mux(self.command == Command.LOAD_W, self._w_bytes,
-                   Mux(self.command == Command.LOAD_X, self._x_bytes, 1))
+        unit = Mux(self.command == Command.LOAD_X, self._x_bytes, 1)
+        if self.loads_weights:
+            unit = Mux(self.command == Command.LOAD_W, self._w_bytes, unit)
         unit_done = fire & (byte_in_unit == unit - 1)
         forward = status == Status.OK
         m.d.comb += [

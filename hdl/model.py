@@ -101,6 +101,25 @@ class ModelCore(wiring.Component):
     def images(self) -> dict:
         return self._images
 
+    @classmethod
+    def memories_of(cls, model: IntegerModel) -> list:
+        """The memories beside the shared core's (for the fit check, DESIGN §16.2): the
+        weight ROM (every layer's w frames), the bias ROM, the output queue and the y-to-x
+        buffer. The ROMs are counted as written memories of the same shape."""
+        from .engines import MemoryNeed
+
+        c = model.config
+        images = model_images(model)
+        needs = [MemoryNeed("weight ROM (every layer's w frames)", 1, len(images["w_words"]),
+                            c.w_beat_width),
+                 MemoryNeed("bias ROM", 1, len(images["bias_words"]),
+                            c.pes * model.bias_width),
+                 MemoryNeed("output queue", 1, cls.OUTPUT_LATENCY + 2,
+                            ResultQueue.entry_width(c.pes * model.out_width + 1))]
+        if len(model.layers) > 1:
+            needs.append(MemoryNeed("y-to-x buffer", c.lanes, c.x_beats, c.act_width))
+        return needs
+
     def elaborate(self, platform):
         model, images = self._model, self._images
         c = model.config

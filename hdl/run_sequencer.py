@@ -1,6 +1,6 @@
 """`RunSequencer`: the host link's memories, the requests it carries out, and the core's runs."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import C, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory, ReadPort
 from amaranth.lib.wiring import In, Out
@@ -91,21 +91,34 @@ class RunSequencer(wiring.Component):
     y_read : Out(ReadPort.Signature(addr_width=ceil_log2(max_y_beats), shape=y_width))
         A read port of the y memory.
 
+    Without weights (`w_width` and `max_w_beats` None: a model board, whose core holds its
+    weights in ROM) the ports `w_beat`, `groups`, `whole_groups` and `w` are absent, LOAD_W
+    is ``BAD_COMMAND``, ``w_loaded`` is always set and `w_beats` is 0, RUN needs only the
+    vector, and a run expects exactly `max_y_beats` y beats.
+
     Latency: a reply is offered the cycle after its frame end (RUN: the cycle after the
     run ended); the core's reset is two cycles after the frame end. Throughput: one beat
     a cycle on each of `w_beat`, `x_beat`, and during a run on `x`, `w` and `y`.
     """
 
-    def __init__(self, *, w_width: int, x_width: int, y_width: int, max_w_beats: int,
-                 x_beats: int, max_y_beats: int, timeout_cycles: int):
+    def __init__(self, *, w_width: int | None, x_width: int, y_width: int,
+                 max_w_beats: int | None, x_beats: int, max_y_beats: int,
+                 timeout_cycles: int):
+        if (w_width is None) != (max_w_beats is None):
+            raise ValueError(f"w_width and max_w_beats must both be given (a board that "
+                             f"loads weights) or both be None (weights in ROM), not "
+                             f"{w_width!r} and {max_w_beats!r}")
+        weights = w_width is not None
         for name, value in (("w_width", w_width), ("x_width", x_width), ("y_width", y_width),
                             ("max_w_beats", max_w_beats), ("x_beats", x_beats),
                             ("max_y_beats", max_y_beats), ("timeout_cycles", timeout_cycles)):
+            if value is None:
+                continue
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
         for name, value in (("max_w_beats", max_w_beats), ("x_beats", x_beats),
                             ("max_y_beats", max_y_beats)):
-            if value > MAX_LENGTH:
+            if value is not None and value > MAX_LENGTH:
                 raise ValueError(f"{name} must fit the 16-bit length field, not {value!r}")
         self._w_width = w_width
         self._x_width = x_width
@@ -114,41 +127,54 @@ class RunSequencer(wiring.Component):
         self._x_beats = x_beats
         self._max_y_beats = max_y_beats
         self._timeout_cycles = timeout_cycles
-        super().__init__({
-            "w_beat": In(stream.Signature(beat_layout(w_width))),
+        ports = {
             "x_beat": In(stream.Signature(beat_layout(x_width))),
             "begin": In(1),
             "command": In(8),
             "frame": In(stream.Signature(FrameLayout)),
-            "groups": In(16),
-            "whole_groups": In(1),
             "reply": Out(stream.Signature(ReplyLayout)),
             "x": Out(AXIStream(x_width)),
-            "w": Out(AXIStream(w_width)),
             "y": In(AXIStream(y_width)),
             "core_error": In(1),
             "core_reset": Out(1),
             "busy": Out(1),
-            "flags": Out(RunFlags),
+            # Without weights the ROM is always "loaded": the flag is its constant init.
+            "flags": Out(RunFlags, init={"w_loaded": int(not weights)}),
             "w_beats": Out(16),
             "y_count": Out(16),
             "cycles": Out(32),
             "y_read": Out(ReadPort.Signature(addr_width=ceil_log2(max_y_beats),
                                              shape=y_width)),
-        })
+        }
+        if weights:
+            ports.update({
+                "w_beat": In(stream.Signature(beat_layout(w_width))),
+                "groups": In(16),
+                "whole_groups": In(1),
+                "w": Out(AXIStream(w_width)),
+            })
+        super().__init__(ports)
+
+    @property
+    def loads_weights(self) -> bool:
+        return self._w_width is not None
 
     def _load(self, m, w_memory, x_memory):
         """Store every beat; forget the matrix or vector when a load of it begins."""
-        for beat, memory in ((self.w_beat, w_memory), (self.x_beat, x_memory)):
+        loads = [(self.x_beat, x_memory)]
+        if w_memory is not None:
+            loads.insert(0, (self.w_beat, w_memory))
+        for beat, memory in loads:
             write = memory.write_port()
             m.d.comb += [write.addr.eq(beat.payload.index), write.data.eq(beat.payload.data),
                          write.en.eq(beat.valid), beat.ready.eq(1)]
-        with m.If(self.begin & (self.command == Command.LOAD_W)):
-            m.d.sync += self.flags.w_loaded.eq(0)
+        if w_memory is not None:
+            with m.If(self.begin & (self.command == Command.LOAD_W)):
+                m.d.sync += self.flags.w_loaded.eq(0)
         with m.If(self.begin & (self.command == Command.LOAD_X)):
             m.d.sync += self.flags.x_loaded.eq(0)
 
-    def _execute(self, m, reply, w_groups):
+    def _execute(self, m, reply, y_expected):
         """The "idle" state's work: answer the frame end on `frame`, or start a run."""
         frame = self.frame.payload
         flags = self.flags
@@ -156,17 +182,20 @@ class RunSequencer(wiring.Component):
             reply(frame.status)
         with m.Else():
             with m.Switch(frame.command):
-                with m.Case(Command.LOAD_W):
-                    with m.If(~self.whole_groups):
-                        reply(Status.BAD_LENGTH)
-                    with m.Else():
-                        m.d.sync += [flags.w_loaded.eq(1), self.w_beats.eq(frame.length),
-                                     w_groups.eq(self.groups)]
-                        reply(Status.OK)
+                if self.loads_weights:
+                    with m.Case(Command.LOAD_W):
+                        with m.If(~self.whole_groups):
+                            reply(Status.BAD_LENGTH)
+                        with m.Else():
+                            m.d.sync += [flags.w_loaded.eq(1),
+                                         self.w_beats.eq(frame.length),
+                                         y_expected.eq(self.groups)]
+                            reply(Status.OK)
                 with m.Case(Command.LOAD_X):
                     m.d.sync += flags.x_loaded.eq(1)
                     reply(Status.OK)
                 with m.Case(Command.RUN):
+                    # (Without weights, w_loaded is the constant 1.)
                     with m.If(flags.w_loaded & flags.x_loaded):
                         m.next = "run_reset"
                     with m.Else():
@@ -209,8 +238,11 @@ class RunSequencer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.w_memory = w_memory = Memory(shape=self._w_width,
-                                                  depth=self._max_w_beats, init=[])
+        weights = self.loads_weights
+        w_memory = None
+        if weights:
+            m.submodules.w_memory = w_memory = Memory(shape=self._w_width,
+                                                      depth=self._max_w_beats, init=[])
         m.submodules.x_memory = x_memory = Memory(shape=self._x_width, depth=self._x_beats,
                                                   init=[])
         m.submodules.y_memory = y_memory = Memory(shape=self._y_width,
@@ -220,29 +252,34 @@ class RunSequencer(wiring.Component):
 
         x_valid, x_last, x_data = _memory_source(m, "x_source", x_memory, self._x_beats,
                                                  self.core_reset, self.x.tready)
-        w_valid, w_last, w_data = _memory_source(m, "w_source", w_memory, self.w_beats,
-                                                 self.core_reset, self.w.tready)
         y_write = y_memory.write_port()
         # Outside a run nothing is offered: a run that ended early leaves its sources
         # mid-frame, and the core is reset before the next one.
         m.d.comb += [
             self.x.tdata.eq(x_data), self.x.tlast.eq(x_last),
             self.x.tvalid.eq(x_valid & self.busy),
-            self.w.tdata.eq(w_data), self.w.tlast.eq(w_last),
-            self.w.tvalid.eq(w_valid & self.busy),
             self.y.tready.eq(self.busy),
             y_write.addr.eq(self.y_count), y_write.data.eq(self.y.tdata),
             y_write.en.eq(self.y.tvalid & self.y.tready
                           & (self.y_count < self._max_y_beats)),
         ]
 
-        w_groups = Signal(16, name="w_groups")  # row groups of the stored matrix
+        transfer = (self.x.tvalid & self.x.tready) | (self.y.tvalid & self.y.tready)
+        if weights:
+            w_valid, w_last, w_data = _memory_source(m, "w_source", w_memory, self.w_beats,
+                                                     self.core_reset, self.w.tready)
+            m.d.comb += [self.w.tdata.eq(w_data), self.w.tlast.eq(w_last),
+                         self.w.tvalid.eq(w_valid & self.busy)]
+            transfer |= self.w.tvalid & self.w.tready
+            # The y beats a run expects: the row groups of the stored matrix, or the model's.
+            y_expected = Signal(16, name="w_groups")
+        else:
+            y_expected = C(self._max_y_beats, 16)
         y_left = Signal(16, name="y_left")  # y beats still expected in this run
         counting = Signal(name="counting")  # between the first x beat and the last y beat
         idle = Signal(range(self._timeout_cycles + 1), name="idle")  # cycles without transfer
         timed_out = idle == self._timeout_cycles
-        with m.If(self.core_reset | (self.x.tvalid & self.x.tready)
-                  | (self.w.tvalid & self.w.tready) | (self.y.tvalid & self.y.tready)):
+        with m.If(self.core_reset | transfer):
             m.d.sync += idle.eq(0)
         with m.Elif(~timed_out):
             m.d.sync += idle.eq(idle + 1)
@@ -257,14 +294,14 @@ class RunSequencer(wiring.Component):
         with m.FSM(name="sequencer"):
             with m.State("idle"):
                 with m.If(self.frame.valid):
-                    self._execute(m, reply, w_groups)
+                    self._execute(m, reply, y_expected)
             with m.State("reply"):
                 m.d.comb += [self.reply.valid.eq(1), self.frame.ready.eq(self.reply.ready)]
                 with m.If(self.reply.ready):
                     m.next = "idle"
             with m.State("run_reset"):
                 m.d.comb += self.core_reset.eq(1)
-                m.d.sync += [self.y_count.eq(0), y_left.eq(w_groups), self.flags.y_valid.eq(0),
+                m.d.sync += [self.y_count.eq(0), y_left.eq(y_expected), self.flags.y_valid.eq(0),
                              self.cycles.eq(0), counting.eq(0), self.flags.core_error.eq(0)]
                 m.next = "run"
             with m.State("run"):

@@ -17,6 +17,11 @@ baud rate, and resource use and Fmax from nextpnr's report.
 
 The host talks to the board with :class:`bbsparse.host.Host` (``Host.open(port, baud)``).
 The command line (``bbsparse board``) is :mod:`bbsparse.synth_commands`.
+
+:func:`build_model_board` builds the *model board* of a compiled model the same way
+(``ModelBoardTop``: UART, host link without the weight path, the model core with every
+layer's weights and biases in ROM), writing ``report.json``; the host talks to it with
+:class:`bbsparse.host.ModelHost`.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..golden.config import Config
-from ..golden.protocol import MAX_LENGTH
+from ..golden.model import IntegerModel
+from ..golden.protocol import MAX_LENGTH, ModelInfo
 from ..hdl.engines import MemoryNeed
 from ..hdl.generate import write_if_changed
 from .families import with_hooks
@@ -35,8 +41,8 @@ from .flow import classify_cell, parse_nextpnr_report, parse_yosys_stat
 from .targets import TARGETS, FitError, Target, fit_check, require_fit
 from .tools import FlowError, run_step, yowasp
 
-__all__ = ["BOARDS", "Board", "BoardError", "build_board", "check_max_w_beats",
-           "divisor_for", "link_memories"]
+__all__ = ["BOARDS", "Board", "BoardError", "build_board", "build_model_board",
+           "check_max_w_beats", "divisor_for", "link_memories", "model_board_memories"]
 
 BOARD_TOP = "bbs_board"
 
@@ -110,14 +116,21 @@ def divisor_for(clock_hz: float, baud: int) -> int:
     return divisor
 
 
-def _run_commands(out: Path, commands: list[list[str]]) -> None:
+def _run_commands(out: Path, commands: list[list[str]], log=None) -> dict[str, float]:
     """Run the build plan's commands (argv lists naming the tools by their upstream names:
     ``yosys``, ``nextpnr-ice40``, ``ecppack``...) in `out`, each as its YoWASP build, with
-    its console output in ``<tool>.stdout.log``."""
+    its console output in ``<tool>.stdout.log``; the seconds of each. Progress goes to
+    stdout, or one line a step to `log`."""
+    seconds = {}
     for step, (tool, *args) in enumerate(commands, 1):
-        print(f"[{step}/{len(commands)}] {tool}", end="", flush=True)
-        seconds = run_step(tool, [yowasp(tool), *args], out / f"{tool}.stdout.log", out)
-        print(f": {seconds:.1f} s", flush=True)
+        if log is None:
+            print(f"[{step}/{len(commands)}] {tool}", end="", flush=True)
+        seconds[tool] = run_step(tool, [yowasp(tool), *args], out / f"{tool}.stdout.log", out)
+        if log is None:
+            print(f": {seconds[tool]:.1f} s", flush=True)
+        else:
+            log(f"[{step}/{len(commands)}] {tool}: {seconds[tool]:.1f} s")
+    return seconds
 
 
 def link_memories(config: Config, max_w_beats: int) -> list[MemoryNeed]:
@@ -140,6 +153,47 @@ def check_max_w_beats(config: Config, max_w_beats) -> None:
                          f"{max_w_beats!r}")
 
 
+def _build(board: Board, top, out: Path, fit, seed: int, log=None):
+    """Elaborate `top` (a board top) on `board`'s pins, then run Yosys, nextpnr and the
+    packer into `out`. Returns Yosys' cells, nextpnr's figures (the critical path's ends
+    named by block), the wall time and each tool's seconds."""
+    from ..hdl.board import BoardPins
+
+    target = board.target_info
+    family = target.family
+    pins = BoardPins(top, leds=board.leds)
+    platform = with_hooks(board.platform_class(), family)()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FlowError(f"cannot create {out}: {exc.strerror}") from None
+    report_name = f"{BOARD_TOP}_nextpnr.json"
+    stat_name = f"{BOARD_TOP}_stat.json"
+    for stale in (report_name, stat_name, "board.json", "report.json"):
+        (out / stale).unlink(missing_ok=True)
+    options = {
+        "script_after_synth": f"tee -q -o {stat_name} stat -json",
+        "nextpnr_opts": f"--report {report_name} --seed {seed}",
+        **family.board_options(),
+    }
+    start = time.monotonic()
+    plan = platform.build(pins, name=BOARD_TOP, build_dir=str(out), do_build=False, **options)
+    plan.extract(str(out))
+    steps = _run_commands(out, json.loads((out / f"{plan.script}.json").read_text())["commands"],
+                          log)
+    seconds = time.monotonic() - start
+
+    cells = parse_yosys_stat(json.loads((out / stat_name).read_text()), target)
+    if cells["dsps"] != fit.multipliers and fit.dsps_exact:
+        raise FlowError(f"Yosys made {cells['dsps']} {target.dsp_name} for "
+                        f"{fit.multipliers} multipliers: not every product is in a DSP block")
+    pnr = parse_nextpnr_report(json.loads((out / report_name).read_text()), target)
+    if pnr["critical_path"]:
+        for end in ("from", "to"):
+            pnr["critical_path"][end]["block"] = block_of(pnr["critical_path"][end]["cell"])
+    return cells, pnr, seconds, steps
+
+
 def build_board(board: Board, config: Config, out: Path, *, baud: int = 115200,
                 max_w_beats: int | None = None, seed: int = 1, write=None) -> dict:
     """Elaborate, synthesise, place, route and pack the board top into `out`; the report.
@@ -152,7 +206,7 @@ def build_board(board: Board, config: Config, out: Path, *, baud: int = 115200,
     target = board.target_info
     max_w_beats = board.max_w_beats if max_w_beats is None else max_w_beats
     check_max_w_beats(config, max_w_beats)
-    from ..hdl.board import BoardPins, BoardTop
+    from ..hdl.board import BoardTop
 
     # The DSP blocks, the core's memories and the link's: a weight memory larger than the
     # block RAM is refused here, not by nextpnr after minutes.
@@ -165,42 +219,13 @@ def build_board(board: Board, config: Config, out: Path, *, baud: int = 115200,
         raise FitError(f"{exc}; the weight memory of {max_w_beats} beats (--max-w-beats, "
                        f"default {board.max_w_beats} on the {board.name}) is what does not "
                        f"fit") from None
-    family = target.family
     top = BoardTop(config, divisor=divisor_for(board.clock_hz, baud),
                    max_w_beats=max_w_beats, clock_hz=board.clock_hz)
-    pins = BoardPins(top, leds=board.leds)
-    platform = with_hooks(board.platform_class(), family)()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FlowError(f"cannot create {out}: {exc.strerror}") from None
-    report_name = f"{BOARD_TOP}_nextpnr.json"
-    stat_name = f"{BOARD_TOP}_stat.json"
-    for stale in (report_name, stat_name, "board.json"):
-        (out / stale).unlink(missing_ok=True)
-    options = {
-        "script_after_synth": f"tee -q -o {stat_name} stat -json",
-        "nextpnr_opts": f"--report {report_name} --seed {seed}",
-        **family.board_options(),
-    }
-    start = time.monotonic()
     print(f"board {board.name}: {target.description}; {config.lanes} lanes x {config.pes} "
           f"PE(s), weight memory {max_w_beats} beats, {baud} baud "
           f"(divisor {top.divisor}) -> {out}", flush=True)
-    plan = platform.build(pins, name=BOARD_TOP, build_dir=str(out), do_build=False, **options)
-    plan.extract(str(out))
-    _run_commands(out, json.loads((out / f"{plan.script}.json").read_text())["commands"])
-    seconds = time.monotonic() - start
-
-    cells = parse_yosys_stat(json.loads((out / stat_name).read_text()), target)
-    if cells["dsps"] != fit.multipliers and fit.dsps_exact:
-        raise FlowError(f"Yosys made {cells['dsps']} {target.dsp_name} for "
-                        f"{fit.multipliers} multipliers: not every product is in a DSP block")
-    pnr = parse_nextpnr_report(json.loads((out / report_name).read_text()), target)
-    if pnr["critical_path"]:
-        for end in ("from", "to"):
-            pnr["critical_path"][end]["block"] = block_of(pnr["critical_path"][end]["cell"])
-    bitstream = out / f"{BOARD_TOP}{family.bitstream_suffix}"
+    cells, pnr, seconds, _ = _build(board, top, out, fit, seed)
+    bitstream = out / f"{BOARD_TOP}{target.family.bitstream_suffix}"
     report = {
         "board": board.name,
         "device": target.description,
@@ -233,4 +258,108 @@ def build_board(board: Board, config: Config, out: Path, *, baud: int = 115200,
         print(f"critical path: {path['from']['block']} -> {path['to']['block']}, "
               f"{path['delay_ns']:.1f} ns ({path['routing_ns']:.1f} routing)", flush=True)
     print(f"report: {out / 'board.json'}", flush=True)
+    return report
+
+
+def model_board_memories(model: IntegerModel) -> list[MemoryNeed]:
+    """The memories of a model board beside the shared core's (for the fit check): the
+    model core's weight ROM (every layer's w frames), bias ROM, output queue (a
+    ``ResultQueue`` of ``OUTPUT_LATENCY + 2`` credits after the output stage) and y-to-x
+    buffer, and the link's x buffer (layer 0's frame) and y buffer (the model's y beats).
+
+    The ROMs are placed as if they were written memories: Yosys may put a small ROM in LUTs
+    where the model predicts block RAM (the report's ``memory_check`` compares)."""
+    from ..hdl.model import ModelCore
+
+    info = ModelInfo.of_model(model, input_exponent=0, output_exponent=0)
+    needs = ModelCore.memories_of(model)
+    return needs + [MemoryNeed("x buffer", 1, info.x_beats, info.x_beat_width),
+                    MemoryNeed("y buffer", 1, info.y_beats, info.y_beat_width)]
+
+
+def build_model_board(model: IntegerModel, board_name: str, out_dir, *, input_exponent: int,
+                      output_exponent: int, seed: int = 1, baud: int = 115200,
+                      log=None) -> dict:
+    """The model board of `model` (``ModelBoardTop``: UART, host link, the model core with
+    its weights in ROM) for the board `board_name` (``icebreaker``, ``ulx3s``), down to a
+    bitstream in `out_dir`, with ``report.json``; returns the report.
+
+    `input_exponent` and `output_exponent` are the model's scales, which the board reports
+    in INFO (version 2). The fit of the core and of every memory (ROMs, buffers) is checked
+    before any tool runs. Progress goes to `log` (a function of one line; default stdout).
+    The report holds the board and device, the model's shape and ROM bits, the INFO fields,
+    the UART's rate, Fmax against the board clock, the cells Yosys made (LUTs, FFs, DSPs,
+    block RAMs), nextpnr's placed figures, the fit check with a comparison of its block
+    RAM prediction against Yosys', the critical path, the bitstream file and the times."""
+    from ..hdl.board import ModelBoardTop
+    from ..hdl.model import model_images
+
+    log = log or (lambda line: print(line, flush=True))
+    if board_name not in BOARDS:
+        raise BoardError(f"board must be one of {', '.join(BOARDS)}, not {board_name!r}")
+    board = BOARDS[board_name]
+    target = board.target_info
+    out = Path(out_dir)
+    c = model.config
+    fit = require_fit(target, c, "auto", extra=model_board_memories(model))
+    top = ModelBoardTop(model, divisor=divisor_for(board.clock_hz, baud),
+                        input_exponent=input_exponent, output_exponent=output_exponent,
+                        clock_hz=board.clock_hz)
+    images = model_images(model)
+    rom_bits = {"weights": len(images["w_words"]) * c.w_beat_width,
+                "biases": len(images["bias_words"]) * c.pes * model.bias_width}
+    sizes = [model.inputs] + [layer.rows for layer in model.layers]
+    log(f"model board {board.name}: {target.description}; model "
+        f"{' -> '.join(map(str, sizes))} on {c.lanes} lanes x {c.pes} PE(s), ROM "
+        f"{rom_bits['weights'] + rom_bits['biases']} bits; {baud} baud (divisor "
+        f"{top.divisor}) -> {out}")
+    log(f"fit check: {fit.summary()}")
+    cells, pnr, seconds, steps = _build(board, top, out, fit, seed, log)
+    bitstream = out / f"{BOARD_TOP}{target.family.bitstream_suffix}"
+    report = {
+        "board": board.name,
+        "device": target.description,
+        "top": BOARD_TOP,
+        "model": {
+            "layers": len(model.layers), "sizes": sizes, "inputs": model.inputs,
+            "outputs": model.outputs, "out_width": model.out_width,
+            "bias_width": model.bias_width,
+            "w_rom_words": len(images["w_words"]), "bias_rom_words": len(images["bias_words"]),
+            "rom_bits": {**rom_bits, "total": rom_bits["weights"] + rom_bits["biases"]},
+        },
+        "config": c.to_dict(),
+        "info": top.model_info.fields(),
+        "baud": baud,
+        "divisor": top.divisor,
+        "clock_mhz": board.clock_hz / 1e6,
+        "timeout_cycles": top.link.timeout_cycles,
+        "fmax": pnr["fmax"],
+        "luts": cells["luts"],
+        "ffs": cells["ffs"],
+        "dsps": cells["dsps"],
+        "brams": cells["brams"],
+        "cells": {key: cells[key] for key in ("dsps", "brams", "lutram_units", "luts", "ffs")},
+        "placed": {key: pnr[key] for key in ("dsps", "brams", "lutram", "logic", "ffs")},
+        "fit_check": {**fit.to_dict(),
+                      "weight_memory_bits": rom_bits["weights"],
+                      "weight_memory_note": "every layer's weights in a ROM of the model core"},
+        "memory_check": {"predicted_brams": fit.brams, "yosys_brams": cells["brams"],
+                         "ok": fit.brams == cells["brams"]},
+        "critical_path": pnr["critical_path"],
+        "bitstream": bitstream.name,
+        "steps": {tool: round(value, 1) for tool, value in steps.items()},
+        "seconds": round(seconds, 1),
+        "seed": seed,
+    }
+    write_if_changed(out / "report.json", json.dumps(report, indent=2) + "\n")
+    fmax = pnr["fmax"]
+    log(f"{bitstream} ({bitstream.stat().st_size} bytes): Fmax {fmax['achieved_mhz']:.1f} MHz "
+        f"against the board's {fmax['constraint_mhz']:g} MHz; {cells['dsps']} "
+        f"{target.dsp_name}, {cells['brams']} {target.bram.name} (predicted {fit.brams}), "
+        f"{cells['luts']} LUT4, {cells['ffs']} FF; {seconds:.0f} s")
+    path = pnr["critical_path"]
+    if path:
+        log(f"critical path: {path['from']['block']} -> {path['to']['block']}, "
+            f"{path['delay_ns']:.1f} ns ({path['routing_ns']:.1f} routing)")
+    log(f"report: {out / 'report.json'}")
     return report

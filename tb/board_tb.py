@@ -58,10 +58,6 @@ class Params:
     def tag(self) -> str:
         return f"[seed {self.seed}]"
 
-    @property
-    def baud(self) -> float:
-        return 1e9 / (self.divisor * PERIOD_NS)
-
 
 class UartTransport:
     """An async byte transport over cocotbext-uart: ``write`` sends bytes on the source,
@@ -107,22 +103,32 @@ class UartTransport:
         return len(self._buffer) + self.sink.count()
 
 
-async def start(dut, p: Params, gap: float = 0.0) -> tuple[AsyncHost, UartTransport]:
+async def open_uart(dut, *, divisor: int, bound_cycles: int, seed: int,
+                    gap: float = 0.0) -> UartTransport:
+    """Start the clock, reset the board top `dut` (``bbs_board``) and return a byte
+    transport over its pins: 8N1 at `divisor` clock cycles a bit, a read giving up after
+    `bound_cycles` cycles of silence, pauses of up to 3 bit times between request bytes
+    with probability `gap` (far below the link's timeout)."""
     for name in ("cocotb.bbs_board.rx", "cocotb.bbs_board.tx"):
         logging.getLogger(name).setLevel(logging.WARNING)  # one line per byte otherwise
     Clock(dut.clk, PERIOD_NS, unit="ns").start()
-    source = UartSource(dut.rx, baud=p.baud, bits=8, stop_bits=1)
-    sink = UartSink(dut.tx, baud=p.baud, bits=8, stop_bits=1)
+    baud = 1e9 / (divisor * PERIOD_NS)
+    source = UartSource(dut.rx, baud=baud, bits=8, stop_bits=1)
+    sink = UartSink(dut.tx, baud=baud, bits=8, stop_bits=1)
     dut.rst.value = 1
     await ClockCycles(dut.clk, RESET_CYCLES)
     dut.rst.value = 0
     await RisingEdge(dut.clk)
+    return UartTransport(source, sink, timeout_ns=bound_cycles * PERIOD_NS,
+                         rng=random.Random(seed), gap=gap, gap_ns=3 * divisor * PERIOD_NS)
+
+
+async def start(dut, p: Params, gap: float = 0.0) -> tuple[AsyncHost, UartTransport]:
     # The longest silence of a correct reply: a run of the whole weight memory, or the
     # link's own timeout; then some.
-    bound = 4 * (p.timeout_cycles + p.max_w_beats + p.cfg.x_beats) * PERIOD_NS
-    # Pauses of up to 3 bit times: far below the link's timeout.
-    transport = UartTransport(source, sink, timeout_ns=bound, rng=random.Random(p.seed),
-                              gap=gap, gap_ns=3 * p.divisor * PERIOD_NS)
+    bound = 4 * (p.timeout_cycles + p.max_w_beats + p.cfg.x_beats)
+    transport = await open_uart(dut, divisor=p.divisor, bound_cycles=bound, seed=p.seed,
+                                gap=gap)
     return AsyncHost(transport, p.cfg), transport
 
 

@@ -1,6 +1,8 @@
 """The host link's stages in the Amaranth simulator, each against a small Python model under
 random idle cycles and back-pressure, then the whole :class:`HostLink` with a BBS core,
-driven by the real host driver (:class:`bbsparse.host.AsyncHost`) over its byte streams.
+driven by the real host driver (:class:`bbsparse.host.AsyncHost`) over its byte streams;
+and the same stages without the weight path (a model board), down to a
+:class:`ModelHostLink` with a model core under :class:`bbsparse.host.AsyncModelHost`.
 
 Every random choice comes from a seed printed in the failure messages.
 """
@@ -21,12 +23,23 @@ from bbsparse.golden.prune import prune_bbs
 from bbsparse.golden.spmv import spmv
 from bbsparse.hdl.beat_adapter import BeatAdapter
 from bbsparse.hdl.frame_parser import FrameParser
-from bbsparse.hdl.host_link import HostLink
+from bbsparse.hdl.host_link import HostLink, ModelHostLink
+from bbsparse.hdl.model import ModelCore
 from bbsparse.hdl.reply import ReplySerialiser
 from bbsparse.hdl.run_sequencer import RunSequencer
 from bbsparse.hdl.spmv import BBSSpMV
-from bbsparse.host import AsyncHost, BoardError, Command, Flags, Status, frame
+from bbsparse.host import (
+    AsyncHost,
+    AsyncModelHost,
+    BoardError,
+    Command,
+    Flags,
+    LinkError,
+    Status,
+    frame,
+)
 from bbsparse.tb.sim_stream import AXIBeat, pauses, stream_get, stream_put
+from tests.test_hdl_model import random_model
 
 PERIOD = 1e-8
 
@@ -63,7 +76,9 @@ def edges(signals, record):
 PARSER = dict(w_bytes=3, x_bytes=2, max_w_beats=6, x_beats=4, timeout_cycles=40)
 
 
-def parser_verdict(command: int, length: int) -> Status:
+def parser_verdict(command: int, length: int, weights: bool = True) -> Status:
+    if command == Command.LOAD_W and not weights:
+        return Status.BAD_COMMAND
     if command == Command.LOAD_W:
         return Status.OK if 1 <= length <= PARSER["max_w_beats"] else Status.BAD_LENGTH
     if command == Command.LOAD_X:
@@ -73,23 +88,31 @@ def parser_verdict(command: int, length: int) -> Status:
     return Status.BAD_COMMAND
 
 
-def unit_bytes(command: int) -> int:
-    return {Command.LOAD_W: PARSER["w_bytes"], Command.LOAD_X: PARSER["x_bytes"]}.get(command, 1)
+def unit_bytes(command: int, weights: bool = True) -> int:
+    units = {Command.LOAD_X: PARSER["x_bytes"]}
+    if weights:
+        units[Command.LOAD_W] = PARSER["w_bytes"]
+    return units.get(command, 1)
 
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(PARSER, w_bytes=0), "w_bytes must be a positive integer, not 0"),
     (dict(PARSER, x_beats=65536), "x_beats must fit the 16-bit length field, not 65536"),
     (dict(PARSER, timeout_cycles=1.5), "timeout_cycles must be a positive integer, not 1.5"),
+    (dict(PARSER, w_bytes=None), "w_bytes and max_w_beats must both be given .* or both be "
+                                 "None .*, not None and 6"),
 ])
 def test_frame_parser_rejects(kwargs, message):
     with pytest.raises(ValueError, match=message):
         FrameParser(**kwargs)
 
 
+@pytest.mark.parametrize("weights", [True, False], ids=["weights", "rom"])
 @pytest.mark.parametrize("stalls", [(0.0, 0.0), (0.3, 0.5)], ids=["free", "stalled"])
-def test_frame_parser_judges_and_forwards(stalls):
-    seed = 11 + int(10 * stalls[1])
+def test_frame_parser_judges_and_forwards(stalls, weights):
+    """Every header judged and every payload forwarded or skipped; without weights (a
+    model board) LOAD_W is an unknown command whose length counts bytes."""
+    seed = 11 + int(10 * stalls[1]) + 100 * (not weights)
     tag = f"[seed {seed}]"
     rng = np.random.default_rng(seed)
     headers = [(Command.LOAD_W, 1), (Command.LOAD_W, 6), (Command.LOAD_W, 0),
@@ -99,10 +122,11 @@ def test_frame_parser_judges_and_forwards(stalls):
                (0x7E, 5), (0x00, 0), (0xFF, 1)]
     headers += [(int(rng.choice([Command.LOAD_W, Command.LOAD_X, Command.RUN, 0x41])),
                  int(rng.integers(0, 8))) for _ in range(12)]
-    frames = [(command, length, bytes(rng.integers(0, 256, length * unit_bytes(command))
-                                      .astype(np.uint8)))
+    frames = [(command, length,
+               bytes(rng.integers(0, 256, length * unit_bytes(command, weights))
+                     .astype(np.uint8)))
               for command, length in headers]
-    dut = FrameParser(**PARSER)
+    dut = FrameParser(**(PARSER if weights else dict(PARSER, w_bytes=None, max_w_beats=None)))
     ends, forwarded, cycles = [], bytearray(), []
 
     async def host(ctx):
@@ -126,9 +150,9 @@ def test_frame_parser_judges_and_forwards(stalls):
              [payload_sink, edges([dut.begin, dut.command, dut.frame.valid, dut.rx.ready],
                                   cycles)],
              max_cycles=20_000, tag=tag)
-    assert ends == [(c, n, parser_verdict(c, n)) for c, n, _ in frames], tag
+    assert ends == [(c, n, parser_verdict(c, n, weights)) for c, n, _ in frames], tag
     assert bytes(forwarded) == b"".join(p for c, n, p in frames
-                                        if parser_verdict(c, n) == Status.OK), tag
+                                        if parser_verdict(c, n, weights) == Status.OK), tag
     assert [command for b, command, _, _ in cycles if b] == [c for c, _, _ in frames], tag
     assert not any(valid and ready for _, _, valid, ready in cycles), \
         f"{tag} a byte was taken while a frame end was waiting"
@@ -247,6 +271,46 @@ def test_beat_adapter_assembles_little_endian(widths, stalls):
              tag=tag)
     assert received[True] == expected[True], f"{tag} w beats"
     assert received[False] == expected[False], f"{tag} x beats"
+
+
+@pytest.mark.parametrize("x_width", [8, 13, 44])
+@pytest.mark.parametrize("stalls", [(0.0, 0.0), (0.3, 0.5)], ids=["free", "stalled"])
+def test_beat_adapter_without_weights(x_width, stalls):
+    """A model board's adapter: x beats only, no weight ports."""
+    seed = 300 + x_width + int(10 * stalls[1])
+    tag = f"[seed {seed}]"
+    rng = np.random.default_rng(seed)
+    dut = BeatAdapter(w_width=None, x_width=x_width)
+    assert not {"w", "w_frame", "groups", "whole_groups"} & set(dut.signature.members)
+    size = -(-x_width // 8)
+    frames = [int(rng.integers(1, 7)) for _ in range(6)]
+    received, expected = [], []
+
+    async def source(ctx):
+        idle = pauses(stalls[0], f"{seed}/bytes")
+        for beats in frames:
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            # A stray partial beat after the frame's beats must not leak into the next one.
+            stray = int(size > 1)
+            data = bytes(rng.integers(0, 256, beats * size + stray).astype(np.uint8))
+            for index in range(beats):
+                value = int.from_bytes(data[index * size:(index + 1) * size], "little")
+                expected.append((value & ((1 << x_width) - 1), index))
+            for byte in data:
+                await stream_put(ctx, dut.payload, byte, idle=idle)
+        while len(received) < sum(frames):
+            await ctx.tick()
+
+    async def sink(ctx):
+        stall = pauses(stalls[1], f"{seed}/x")
+        while True:
+            beat = await stream_get(ctx, dut.x, stall=stall)
+            received.append((int(beat.data), int(beat.index)))
+
+    simulate(dut, [source], [sink], max_cycles=20_000, tag=tag)
+    assert received == expected, tag
 
 
 # -- run sequencer ---------------------------------------------------------------------------
@@ -394,6 +458,101 @@ def test_run_sequencer_loads_runs_and_judges(stalls):
     simulate(dut, [host], [reply_sink, core_sink("x"), core_sink("w"), core_y,
                            edges([dut.x.tvalid & dut.x.tready, dut.y.tvalid & dut.y.tready,
                                   dut.core_reset, dut.busy], cycles)],
+             max_cycles=20_000, tag=tag)
+
+
+SEQ_ROM = dict(SEQ, w_width=None, max_w_beats=None, max_y_beats=2)
+
+
+def test_run_sequencer_rejects_half_a_weight_path():
+    with pytest.raises(ValueError, match="w_width and max_w_beats must both be given"):
+        RunSequencer(**dict(SEQ, max_w_beats=None))
+
+
+@pytest.mark.parametrize("stalls", [(0.0, 0.0), (0.3, 0.4)], ids=["free", "stalled"])
+def test_run_sequencer_without_weights(stalls):
+    """A model board's sequencer: the weights always "loaded", RUN needs only x and
+    expects exactly `max_y_beats` y beats, the last with tlast; LOAD_W is unknown."""
+    seed = 77 + int(10 * stalls[1])
+    tag = f"[seed {seed}]"
+    rng = np.random.default_rng(seed)
+    dut = RunSequencer(**SEQ_ROM)
+    assert not {"w", "w_beat", "groups", "whole_groups"} & set(dut.signature.members)
+    x_words = [int(v) for v in rng.integers(0, 1 << SEQ["x_width"], SEQ["x_beats"])]
+    replies, taken = [], []
+    core = {"alive": True, "y": deque()}
+    cycles = []  # per edge: x fire, y fire
+
+    async def request(ctx, command, *, begin=False, beats=()):
+        if begin:
+            ctx.set(dut.begin, 1)
+            ctx.set(dut.command, command)
+            await ctx.tick()
+            ctx.set(dut.begin, 0)
+        for index, word in enumerate(beats):
+            await stream_put(ctx, dut.x_beat, {"data": word, "index": index})
+        count = len(replies)
+        await stream_put(ctx, dut.frame, {"command": command, "length": len(beats),
+                                          "status": Status.OK})
+        await ctx.tick()
+        assert len(replies) == count + 1 and replies[-1][1] == command, tag
+        return replies[-1][0]
+
+    async def run(ctx, y_words, last_at=None, alive=True):
+        taken.clear()
+        last_at = len(y_words) - 1 if last_at is None else last_at
+        core["alive"] = alive
+        core["y"].extend(AXIBeat(word, int(i == last_at)) for i, word in enumerate(y_words))
+        status = await request(ctx, Command.RUN)
+        core["y"].clear()
+        return status
+
+    async def host(ctx):
+        flags = dut.flags
+        assert ctx.get(flags.w_loaded) and ctx.get(dut.w_beats) == 0, tag
+        assert await request(ctx, Command.RUN) == Status.BAD_STATE
+        assert await request(ctx, Command.READ_Y) == Status.BAD_STATE
+        assert await request(ctx, Command.LOAD_W, begin=True) == Status.BAD_COMMAND
+        assert ctx.get(flags.w_loaded), f"{tag} LOAD_W must not touch the ROM's flag"
+        assert await request(ctx, Command.LOAD_X, begin=True, beats=x_words) == Status.OK
+        assert ctx.get(flags.x_loaded)
+        y_words = [0x1A5, 0x0F3]
+        start = len(cycles)
+        assert await run(ctx, y_words) == Status.OK, tag
+        assert taken == [AXIBeat(w, int(i == 2)) for i, w in enumerate(x_words)], tag
+        assert ctx.get(flags.y_valid) and ctx.get(dut.y_count) == 2, tag
+        x_fires = [i for i, edge in enumerate(cycles[start:]) if edge[0]]
+        y_fires = [i for i, edge in enumerate(cycles[start:]) if edge[1]]
+        assert ctx.get(dut.cycles) == y_fires[-1] - x_fires[0] + 1, tag
+        assert await run(ctx, y_words[:1], last_at=0) == Status.CORE_ERROR, f"{tag} early"
+        assert await run(ctx, y_words, last_at=5) == Status.CORE_ERROR, f"{tag} no tlast"
+        assert await run(ctx, y_words, alive=False) == Status.TIMEOUT, tag
+        assert await run(ctx, y_words) == Status.OK, f"{tag} a run after the failures"
+        assert ctx.get(flags.w_loaded), tag
+
+    async def reply_sink(ctx):
+        stall = pauses(stalls[1], f"{seed}/reply")
+        while True:
+            reply = await stream_get(ctx, dut.reply, stall=stall)
+            replies.append((int(reply.status), int(reply.command)))
+
+    async def core_x(ctx):
+        stall = (not core["alive"] or pause for pause in pauses(stalls[1], f"{seed}/x"))
+        while True:
+            beat = await stream_get(ctx, dut.x, stall=stall)
+            taken.append(AXIBeat(int(beat.data), int(beat.last)))
+
+    async def core_y(ctx):
+        idle = pauses(stalls[0], f"{seed}/y")
+        while True:
+            if core["y"] and len(taken) == SEQ["x_beats"]:
+                await stream_put(ctx, dut.y, core["y"].popleft(), idle=idle)
+            else:
+                await ctx.tick()
+
+    simulate(dut, [host], [reply_sink, core_x, core_y,
+                           edges([dut.x.tvalid & dut.x.tready, dut.y.tvalid & dut.y.tready],
+                                 cycles)],
              max_cycles=20_000, tag=tag)
 
 
@@ -568,5 +727,68 @@ def test_host_link_with_core_over_the_host_driver():
         x = rng.integers(-128, 128, config.cols)
         y, _ = await host.spmv(x)
         assert np.array_equal(y, spmv(config, W, x)), f"{tag} after the errors"
+
+    simulate(bench, [host_bench], max_cycles=60_000, tag=tag)
+
+
+class _ModelLinkBench(Elaboratable):
+    """A :class:`ModelHostLink` and the model core it resets, joined as in the model board
+    top."""
+
+    def __init__(self, model, **link_options):
+        self.link = ModelHostLink(model, **link_options)
+        self.core = ModelCore(model)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.link = link = self.link
+        m.submodules.core = ResetInserter(link.core_reset)(self.core)
+        wiring.connect(m, link.x, self.core.s_axis_x)
+        wiring.connect(m, self.core.m_axis_y, link.y)
+        m.d.comb += link.core_error.eq(self.core.error)
+        return m
+
+
+def test_model_host_link_with_model_core_over_the_host_driver():
+    """INFO version 2, LOAD_W refused, inferences equal to the golden forward pass, the
+    single-matrix driver refused, through the real model driver."""
+    model = random_model(7, sizes=(12, 10, 6), lanes=2, pes=2, bank_size=4, nnz=2)
+    seed, timeout = 4048, 400
+    tag = f"[seed {seed}]"
+    rng = np.random.default_rng(seed)
+    bench = _ModelLinkBench(model, input_exponent=-6, output_exponent=-11,
+                            timeout_cycles=timeout)
+    link = bench.link
+    assert "w" not in link.signature.members
+
+    async def host_bench(ctx):
+        transport = _SimTransport(ctx, link, seed)
+        host = AsyncModelHost(transport)
+        info = await host.info()
+        assert (info.inputs, info.outputs, info.layers, info.input_exponent,
+                info.output_exponent) == (12, 6, 2, -6, -11), f"{tag} {info}"
+        assert await host.status() == (Flags.W_LOADED, 0)
+        assert await host.raw(frame(Command.LOAD_W, 2, b"\x01\x02")) == Status.BAD_COMMAND
+        assert ctx.get(link.failed) == 1
+        cycle_counts = set()
+        for k in range(3):
+            x = rng.integers(-128, 128, model.inputs)
+            y, cycles = await host.infer(x)
+            assert np.array_equal(y, model.forward(x)), f"{tag} input {k}: {y} != " \
+                                                        f"{model.forward(x)}"
+            assert ctx.get(link.failed) == 0 and ctx.get(link.busy) == 0
+            cycle_counts.add(cycles)
+        assert len(cycle_counts) == 1, f"{tag} runs took {cycle_counts} cycles"
+        assert await host.status() == (Flags.W_LOADED | Flags.X_LOADED | Flags.Y_VALID, 0)
+        with pytest.raises(LinkError, match="model board .*use ModelHost"):
+            await AsyncHost(transport).info()
+        # A LOAD_X cut short: TIMEOUT, and the vector is forgotten.
+        await transport.write(frame(Command.LOAD_X, info.x_beats, b"\x01"))
+        assert await transport.read(1) == bytes([Status.TIMEOUT]), tag
+        with pytest.raises(BoardError, match="RUN: the board answered BAD_STATE"):
+            await host.run()
+        x = rng.integers(-128, 128, model.inputs)
+        y, _ = await host.infer(x)
+        assert np.array_equal(y, model.forward(x)), f"{tag} after the errors"
 
     simulate(bench, [host_bench], max_cycles=60_000, tag=tag)

@@ -1,5 +1,6 @@
 """The host driver (:mod:`bbsparse.host`) without hardware: its framing, and its operations
-over an in-memory transport answered by a small Python model of the board's link.
+over an in-memory transport answered by small Python models of the board's link, for a
+single-matrix board and for a model board.
 
 The RTL of the link is checked against this same driver in tests/test_rtl_board.py.
 """
@@ -16,18 +17,23 @@ from bbsparse.golden.spmv import spmv
 from bbsparse.host import (
     INFO_FIELDS,
     INFO_VERSION,
+    INFO_VERSION_MODEL,
+    MODEL_INFO_FIELDS,
     BoardError,
     BoardInfo,
     Command,
     Flags,
     Host,
     LinkError,
+    ModelHost,
+    ModelInfo,
     Status,
     beat_bytes,
     bytes_to_ints,
     frame,
     ints_to_bytes,
 )
+from tests.test_hdl_model import random_model
 
 CFG = Config(lanes=2, pes=2, cols=16, bank_size=4, nnz_per_bank=1)
 MAX_W_BEATS = 16
@@ -265,3 +271,178 @@ def test_host_open_over_a_pseudo_terminal():
         thread.join()
         os.close(controller)
         os.close(device)
+
+
+# -- model boards ----------------------------------------------------------------------------
+
+MODEL = random_model(11, sizes=(10, 7, 5), lanes=2, pes=2, bank_size=4, nnz=1)
+EXPONENTS = dict(input_exponent=-6, output_exponent=-13)
+
+
+class ModelBoard(BoardModel):
+    """A model board's side of the protocol in Python (INFO version 2, no LOAD_W, y from
+    the golden forward pass), with the framing of :class:`BoardModel`."""
+
+    def __init__(self, model, *, version: int = INFO_VERSION_MODEL, **exponents):
+        self.model = model
+        self.info = ModelInfo.of_model(model, **exponents)
+        self.version = version
+        super().__init__(self.info.x_config(), 0)
+
+    def _step(self) -> bool:
+        if len(self.pending) >= 1 and self.pending[0] == Command.LOAD_W:
+            # Not a command here: length counts bytes, as any unknown command's.
+            length = int.from_bytes(self.pending[1:3], "little")
+            if len(self.pending) < 3 + length:
+                return False
+            del self.pending[:3 + length]
+            self.replies += bytes([Status.BAD_COMMAND])
+            return True
+        return super()._step()
+
+    def _answer(self, command: int, length: int, payload: bytes) -> bytes:
+        ok = bytes([Status.OK])
+        info = self.info
+        if command == Command.RUN and not length:
+            if self.x_ints is None:
+                return bytes([Status.BAD_STATE])
+            config = info.x_config()
+            x = csb.unpack_x(config, csb.x_fields_from_ints(config, self.x_ints), info.inputs)
+            y = np.zeros(info.y_beats * info.pes, dtype=np.int64)
+            y[:info.outputs] = self.model.forward(x)
+            self.y_ints = csb.pack_fields(y.reshape(-1, info.pes), info.out_width)
+            self.cycles = 321
+            return ok
+        if command == Command.READ_Y and not length and self.y_ints is not None:
+            return (ok + len(self.y_ints).to_bytes(2, "little")
+                    + ints_to_bytes(self.y_ints, info.y_beat_width))
+        if command == Command.STATUS and not length:
+            flags = (Flags.W_LOADED | (self.x_ints is not None) * Flags.X_LOADED
+                     | (self.y_ints is not None) * Flags.Y_VALID)
+            return ok + bytes([flags]) + bytes(2)
+        if command == Command.INFO and not length:
+            return ok + bytes([self.version]) + info.to_bytes()[1:]
+        return super()._answer(command, length, payload)
+
+
+def test_model_host_infers_through_the_model_board():
+    rng = np.random.default_rng(21)
+    host = ModelHost(ModelBoard(MODEL, **EXPONENTS))
+    with pytest.raises(LinkError, match=r"model is unknown: ask it with info\(\) first"):
+        host.load_x(np.zeros(MODEL.inputs, dtype=np.int64))
+    info = host.info()
+    assert host.model_info == info == ModelInfo.of_model(MODEL, **EXPONENTS)
+    assert (info.input_exponent, info.output_exponent) == (-6, -13)
+    for kind in ("random", "min", "max"):
+        x = {"random": rng.integers(-128, 128, MODEL.inputs),
+             "min": np.full(MODEL.inputs, -128), "max": np.full(MODEL.inputs, 127)}[kind]
+        y, cycles = host.infer(x)
+        assert y.dtype == np.int64 and np.array_equal(y, MODEL.forward(x)), kind
+        assert cycles == 321
+    assert host.status() == (Flags.W_LOADED | Flags.X_LOADED | Flags.Y_VALID, 0)
+    assert host.raw(frame(Command.LOAD_W, 3, b"abc")) == Status.BAD_COMMAND
+    assert host.infer(x)[0].shape == (MODEL.outputs,)  # still in step
+
+
+def test_model_host_refuses_bad_inputs():
+    host = ModelHost(ModelBoard(MODEL, **EXPONENTS))
+    host.info()
+    with pytest.raises(ValueError, match=r"one vector of the model's 10 inputs, not shape "
+                                         r"\(9,\)"):
+        host.load_x(np.zeros(9, dtype=np.int64))
+    with pytest.raises(ValueError, match="act_width"):
+        host.load_x(np.full(MODEL.inputs, 128))
+
+
+def test_each_driver_refuses_the_other_kind_of_board():
+    board = BoardModel(CFG, MAX_W_BEATS)
+    with pytest.raises(LinkError, match=r"single-matrix board \(INFO version 1.*use Host"):
+        ModelHost(board).info()
+    assert Host(board).info().config == CFG  # the whole version-1 reply was read
+    model_board = ModelBoard(MODEL, **EXPONENTS)
+    with pytest.raises(LinkError, match=r"model board \(INFO version 2.*use ModelHost"):
+        Host(model_board).info()
+    assert ModelHost(model_board).info().layers == 2
+    with pytest.raises(LinkError, match=r"INFO version 9: this driver speaks 1 .* and 2"):
+        ModelHost(ModelBoard(MODEL, version=9, **EXPONENTS)).info()
+
+
+def test_model_read_y_checks_the_beat_count():
+    class Short(ModelBoard):
+        def _answer(self, command, length, payload):
+            reply = super()._answer(command, length, payload)
+            if command == Command.READ_Y and reply[0] == Status.OK:
+                beat = beat_bytes(self.info.y_beat_width)
+                reply = reply[:1] + (len(self.y_ints) - 1).to_bytes(2, "little") \
+                    + reply[3 + beat:]
+            return reply
+
+    board = Short(MODEL, **EXPONENTS)
+    host = ModelHost(board)
+    host.info()
+    with pytest.raises(LinkError, match="the board holds 2 y beats; the model gives 3"):
+        host.infer(np.zeros(MODEL.inputs, dtype=np.int64))
+    assert not board.replies  # the beats were read all the same
+
+
+def test_model_info_fields_are_checked():
+    info = ModelInfo.of_model(MODEL, **EXPONENTS)
+    assert ModelInfo.from_bytes(info.to_bytes()[1:]) == info
+    assert list(info.fields()) == list(MODEL_INFO_FIELDS)
+    with pytest.raises(ValueError, match=r"output_exponent must be an integer that fits i16 "
+                                         r"\(-32768..32767\), not -40000"):
+        ModelInfo.of_model(MODEL, input_exponent=0, output_exponent=-40000)
+    with pytest.raises(ValueError, match=r"INFO field inputs must .* u16 \(0..65535\), "
+                                         r"not -1"):
+        ModelInfo(**{**info.fields(), "inputs": -1})
+    with pytest.raises(ValueError, match="model INFO data is 26 bytes, not 25"):
+        ModelInfo.from_bytes(bytes(25))
+
+
+def _serve_over_a_pty(board):
+    """A pseudo-terminal whose other end is `board`, answering from a thread; returns the
+    device name and a function that stops it."""
+    import os
+    import select
+    import threading
+
+    controller, device = os.openpty()
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            ready, _, _ = select.select([controller], [], [], 0.05)
+            if ready:
+                board.write(os.read(controller, 4096))
+                if board.replies:
+                    os.write(controller, board.read(len(board.replies)))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    def close():
+        stop.set()
+        thread.join()
+        os.close(controller)
+        os.close(device)
+
+    return os.ttyname(device), close
+
+
+def test_model_host_open_over_a_pseudo_terminal():
+    name, close = _serve_over_a_pty(ModelBoard(MODEL, **EXPONENTS))
+    try:
+        with ModelHost.open(name, baud=115200, timeout=2.0) as host:
+            assert host.model_info.outputs == MODEL.outputs
+            x = np.arange(MODEL.inputs) - 5
+            y, _ = host.infer(x)
+            assert np.array_equal(y, MODEL.forward(x))
+        assert not host.transport.is_open
+    finally:
+        close()
+    name, close = _serve_over_a_pty(BoardModel(CFG, MAX_W_BEATS))
+    try:
+        with pytest.raises(LinkError, match="single-matrix board"):
+            ModelHost.open(name, baud=115200, timeout=2.0)
+    finally:
+        close()

@@ -107,18 +107,16 @@ def _hex(words, width: int) -> str:
 # -- memories and the fit check --------------------------------------------------------------
 
 
-def model_memories(model: IntegerModel, images: dict):
-    """The memories beside the core's (for the fit check): the weight and bias ROMs and the
-    y-to-x buffer (DESIGN §16.2)."""
-    from ..hdl.engines import MemoryNeed
+def model_memories(model: IntegerModel, target_name: str):
+    """The memories beside the core's on `target_name` (for the fit check): the model
+    core's, and on a board also the host link's buffers (DESIGN §16.2, §10.1)."""
+    if target_name in BOARD_TARGETS:
+        from ..synth.boards import model_board_memories
 
-    c = model.config
-    needs = [MemoryNeed("weight ROM (every layer's w frames)", 1, len(images["w_words"]),
-                        c.w_beat_width),
-             MemoryNeed("bias ROM", 1, len(images["bias_words"]), c.pes * model.bias_width)]
-    if len(model.layers) > 1:
-        needs.append(MemoryNeed("y-to-x buffer", c.lanes, c.x_beats, c.act_width))
-    return needs
+        return model_board_memories(model)
+    from ..hdl.model import ModelCore
+
+    return ModelCore.memories_of(model)
 
 
 def _fit(model: IntegerModel, images: dict, target_name: str, log: Log) -> dict | None:
@@ -131,7 +129,7 @@ def _fit(model: IntegerModel, images: dict, target_name: str, log: Log) -> dict 
 
     chip = BOARDS[target_name].target if target_name in BOARD_TARGETS else target_name
     t = target(chip)
-    report = fit_check(t, model.config, "auto", model_memories(model, images))
+    report = fit_check(t, model.config, "auto", model_memories(model, target_name))
     problems = report.problems()
     if problems:
         layers = ", ".join(f"{layer['name'] or 'layer ' + str(k)}: {layer['w_beats']} w beats"
@@ -357,13 +355,13 @@ def _bitstream(options: CompileOptions, quantized: Quantized, staging: Path, log
                                    seed=options.placement_seed, log=log)
         bitstream = Path(report["bitstream"]).name if "bitstream" in report else None
     else:
-        from ..hdl.model import ModelCore, model_images
+        from ..hdl.model import ModelCore
         from ..synth.flow import run_flow
         from ..synth.targets import target
 
         result = run_flow(target(options.target), model.config, folder,
                           seed=options.placement_seed, core=ModelCore(model),
-                          extra=model_memories(model, model_images(model)))
+                          extra=model_memories(model, options.target))
         report = result.report
         bitstream = result.bitstream.name
     fmax = report["fmax"]

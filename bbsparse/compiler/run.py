@@ -95,7 +95,8 @@ def run_compiled(compiled: Compiled, X: np.ndarray, *, labels: np.ndarray | None
         "latency_us": cycles / fmax if fmax else None,
         "top1_agreement_with_onnxruntime": agreement,
         **{key: figures[key] for key in ("cycles", "ideal_cycles", "fill_cycles", "error",
-                                         "sim_seconds", "verilator_build_seconds", "cached")
+                                         "y_tlast_ok", "sim_seconds",
+                                         "verilator_build_seconds", "cached")
            if key in figures},
         "seed": seed,
     }

@@ -6,9 +6,12 @@ The command line is :func:`bbsparse.cli.add_bench`; ``make bench`` writes into
 
 Every cycle count comes from the RTL under Verilator (tb/harness.py), every result is
 checked against the golden model, and every FPGA figure from Yosys and nextpnr's reports
-(synth/flow.py). Writes ``results.json``, ``results.md`` and PNG plots into the output
-folder, with a progress line per step: which step of how many, the time so far and an
-estimate of the time left (:class:`Steps`).
+(synth/flow.py). The last section, "compiled model" (:func:`compiled_model_runs`), is the
+comparison a user makes: a scikit-learn MLP through ``bbsparse compile`` for the UP5K and
+the ECP5-25k (when they are among the targets), its batch-1 latency on chip (cycles / Fmax)
+against onnxruntime and NumPy on this CPU. Writes ``results.json``, ``results.md`` and PNG
+plots into the output folder, with a progress line per step: which step of how many, the
+time so far and an estimate of the time left (:class:`Steps`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from .golden.config import Config
 from .hdl.generate import verilog_text
 from .synth.tools import duration_text
 
-__all__ = ["main", "pattern_runs", "scaling_runs", "Steps"]
+__all__ = ["Steps", "compiled_figures", "compiled_markdown", "compiled_model_runs",
+           "main", "pattern_runs", "scaling_runs"]
 
 # DESIGN §7 and the published accelerators a per-DSP figure compares with.
 PUBLISHED = [
@@ -272,6 +276,325 @@ def fpga_runs(targets, out: Path, reuse: bool, seed: int, steps: Steps | None = 
     return results
 
 
+# -- the compiled model: the comparison a user makes ---------------------------------------
+
+#: A scikit-learn MLP on the digits, compiled with BBS 2/8 for each chip that takes it: the
+#: chip's lanes x PEs (the UP5K's 8 DSP blocks take 8 x 1). A chip of these runs the
+#: section when it is among the bench's targets.
+COMPILED_TARGETS = {"ice40-up5k": (8, 1), "ecp5-25k": (8, 2)}
+COMPILED_BANK = (8, 2)
+COMPILED_HIDDEN = (32, 16)
+COMPILED_EPOCHS = 10  # fine-tuning under the BBS masks, on the training split
+COMPILED_MODEL_SEED = 0  # the split and the MLP's initial weights (tests' sklearn_mlp too)
+COMPILED_TEST_FRACTION = 0.25
+#: Batch-1 CPU latency: the median of this many single-sample calls, after the warm-up.
+LATENCY_REPEATS = 1000
+LATENCY_WARMUP = 100
+#: The batch-1 figure the model core should reach: within this of ideal + fill.
+OVERHEAD_LIMIT = 0.05
+#: Expected seconds of a compile with its bitstream, before a run in `out` tells better
+#: (about 32 and 30 s on the 2-core development machine).
+COMPILED_SECONDS = {"ice40-up5k": 45.0, "ecp5-25k": 45.0}
+COMPILED_FOLDER = "compiled"
+
+
+def compiled_targets(targets) -> list[str]:
+    """The targets of the compiled-model section, in its order."""
+    return [name for name in COMPILED_TARGETS if name in targets]
+
+
+def compiled_seconds(out: Path, name: str) -> float:
+    """What compiling for `name` is expected to take: the last compile in `out`, else a
+    guess."""
+    manifest = out / COMPILED_FOLDER / name / "manifest.json"
+    if manifest.exists():
+        seconds = json.loads(manifest.read_text()).get("compile_seconds")
+        if seconds:
+            return float(seconds)
+    return COMPILED_SECONDS.get(name, 120.0)
+
+
+def sklearn_digits_model(path: Path) -> dict:
+    """Train Pipeline(StandardScaler, MLPClassifier(COMPILED_HIDDEN)) on the digits (raw
+    pixels 0..16) and export it with skl2onnx, without ZipMap, to `path`; the split
+    (float32 inputs, int labels) and the float test accuracy. ImportError without
+    skl2onnx."""
+    import warnings
+
+    import onnx
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.datasets import load_digits
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X.astype(np.float32), y, test_size=COMPILED_TEST_FRACTION,
+        random_state=COMPILED_MODEL_SEED, stratify=y)
+    clf = MLPClassifier(hidden_layer_sizes=COMPILED_HIDDEN, max_iter=200,
+                        random_state=COMPILED_MODEL_SEED)
+    pipeline = Pipeline([("scale", StandardScaler()), ("mlp", clf)])
+    # One BLAS thread: the same weights on every machine.
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        pipeline.fit(X_train, y_train)
+    model = convert_sklearn(
+        pipeline, initial_types=[("input", FloatTensorType([None, X.shape[1]]))],
+        options={id(clf): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    onnx.save(model, str(path))
+    return {"path": path, "X_train": X_train, "y_train": y_train, "X_test": X_test,
+            "y_test": y_test, "sklearn_accuracy": float(pipeline.score(X_test, y_test))}
+
+
+def median_microseconds(call, *, repeats: int = LATENCY_REPEATS, warmup: int = LATENCY_WARMUP,
+                        clock=time.perf_counter) -> float:
+    """The median wall time of `call()` in µs over `repeats` calls, after `warmup` calls."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, not {repeats!r}")
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = clock()
+        call()
+        times.append(clock() - start)
+    return float(np.median(times)) * 1e6
+
+
+def cpu_latencies(model_path: Path, integer_model, x_float, x_int, *,
+                  repeats: int = LATENCY_REPEATS, warmup: int = LATENCY_WARMUP) -> dict:
+    """Batch-1 latency on this CPU: the whole float model in onnxruntime (default session
+    options, as a user opens it: the scaler and the classifier's tail included) on one test
+    sample, and the golden integer model (:meth:`IntegerModel.forward`, NumPy int64) on the
+    same sample's quantized vector."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(model_path),
+                                           providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: np.asarray(x_float[:1], dtype=np.float32)}
+    vector = np.asarray(x_int[0])
+    return {
+        "onnxruntime_us": median_microseconds(lambda: session.run(None, feed),
+                                              repeats=repeats, warmup=warmup),
+        "numpy_int8_us": median_microseconds(lambda: integer_model.forward(vector),
+                                             repeats=repeats, warmup=warmup),
+        "repeats": repeats,
+        "warmup": warmup,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def compiled_figures(target: str, lanes: int, pes: int, run: dict, description: dict,
+                     cpu: dict) -> dict:
+    """One target's figures from `run` (:func:`run_compiled`'s report), `description`
+    (``bbs_model.json``) and `cpu` (:func:`cpu_latencies`).
+
+    The batch-1 expectation is ideal + fill: the ideal is every layer's ``x_beats +
+    w_beats``, the fill per layer the core's latency plus the output stage's
+    (``derived.core_latency + derived.output_latency``); the overhead is what the measured
+    batch-1 cycles take beyond that, as a fraction of it (negative: fewer)."""
+    derived = description["derived"]
+    layers = description["model"]["layers"]
+    ideal = sum(layer["x_beats"] + layer["w_beats"] for layer in layers)
+    fill = len(layers) * (derived["core_latency"] + derived["output_latency"])
+    cycles = run["cycles_per_inference"]
+    overhead = (cycles - (ideal + fill)) / (ideal + fill)
+    fmax = run.get("fmax_mhz")
+    on_chip = cycles / fmax if fmax else None
+
+    def ratio(cpu_us):
+        return cpu_us / on_chip if on_chip else None
+
+    return {
+        "target": target, "lanes": lanes, "pes": pes,
+        "layers": [{"name": layer["name"], "rows": layer["rows"], "cols": layer["cols"],
+                    "x_beats": layer["x_beats"], "w_beats": layer["w_beats"]}
+                   for layer in layers],
+        "cycles_per_inference": cycles,
+        "ideal_cycles": ideal,
+        "fill_cycles": fill,
+        "core_latency": derived["core_latency"],
+        "output_latency": derived["output_latency"],
+        "overhead_beyond_ideal_plus_fill": overhead,
+        "within_limit_of_ideal_plus_fill": abs(overhead) <= OVERHEAD_LIMIT,
+        "overhead_limit": OVERHEAD_LIMIT,
+        "fmax_mhz": fmax,
+        "on_chip_latency_us": on_chip,
+        "onnxruntime_us": cpu["onnxruntime_us"],
+        "numpy_int8_us": cpu["numpy_int8_us"],
+        "onnxruntime_over_on_chip": ratio(cpu["onnxruntime_us"]),
+        "numpy_over_on_chip": ratio(cpu["numpy_int8_us"]),
+        "accuracy": {"float": run.get("accuracy_float"), "int8_golden": run.get("accuracy_golden"),
+                     "rtl": run.get("accuracy")},
+        "golden_mismatches": run["golden_mismatches"],
+        "error": run.get("error"),
+    }
+
+
+def compiled_model_runs(targets, out: Path, steps: Steps | None = None, log=_log) -> dict:
+    """The compiled-model section: the scikit-learn MLP through ``bbsparse compile`` (BBS
+    2/8, fine-tuned on the training split) for each chip of :data:`COMPILED_TARGETS` among
+    `targets`, each with its bitstream and Fmax, run on the test split under Verilator
+    (``bbsparse run``), checked against the golden model, and timed against onnxruntime and
+    NumPy on this CPU. Without skl2onnx (a dev dependency) the section is skipped, saying
+    so. Writes ``out/compiled/`` (the model, one compiled folder per target) and
+    ``out/compiled_model.json``."""
+    import importlib.util
+
+    names = compiled_targets(targets)
+    if not names:
+        return {"skipped": "no target of this section among --targets (it runs on "
+                           + ", ".join(COMPILED_TARGETS) + ")"}
+    if importlib.util.find_spec("skl2onnx") is None:
+        reason = ("skl2onnx is not installed (a dev dependency: pip install -e '.[dev]'); "
+                  "the compiled-model section is skipped")
+        log(f"bench: {reason}")
+        return {"skipped": reason}
+    from .compiler.build import CompileOptions, compile_model, load_compiled
+    from .compiler.quantize import CoreShape
+    from .compiler.run import run_compiled
+
+    begin = _steps_or_lines(steps)
+    folder = out / COMPILED_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes = "64-" + "-".join(str(n) for n in COMPILED_HIDDEN) + "-10"
+    begin(f"compiled model: train the scikit-learn MLP {sizes} and export it (skl2onnx)")
+    data = sklearn_digits_model(folder / "model.onnx")
+    section = {
+        "model": f"scikit-learn Pipeline(StandardScaler, MLPClassifier{COMPILED_HIDDEN}) on "
+                 f"the digits, skl2onnx (no ZipMap)",
+        "pattern": f"BBS {COMPILED_BANK[1]}/{COMPILED_BANK[0]}",
+        "finetune_epochs": COMPILED_EPOCHS,
+        "train_images": len(data["X_train"]),
+        "test_images": len(data["X_test"]),
+        "sklearn_accuracy": data["sklearn_accuracy"],
+        "cpu": _cpu_name(),
+        "targets": [],
+    }
+    runs = []
+    for name in names:
+        lanes, pes = COMPILED_TARGETS[name]
+        begin(f"compiled model {name}: compile ({lanes} lanes x {pes} PEs, "
+              f"{section['pattern']}, fine-tune {COMPILED_EPOCHS} epochs), Yosys and nextpnr")
+        options = CompileOptions(
+            model=str(data["path"]), calibration=data["X_train"],
+            shape=CoreShape(bank_size=COMPILED_BANK[0], nnz_per_bank=COMPILED_BANK[1],
+                            lanes=lanes, pes=pes),
+            target=name, finetune_x=data["X_train"], labels=data["y_train"],
+            epochs=COMPILED_EPOCHS)
+        manifest = compile_model(options, folder / name, log=lambda m: log(f"  {m}"))
+        compiled = load_compiled(folder / name)
+        begin(f"compiled model {name}: {len(data['X_test'])} test images on the RTL")
+        _, run = run_compiled(compiled, data["X_test"], labels=data["y_test"],
+                              log=lambda m: log(f"  {m}"))
+        if run["golden_mismatches"] or run.get("error"):
+            raise RuntimeError(f"compiled model on {name}: {run['golden_mismatches']} inputs "
+                               f"differ from the golden model (error {run.get('error')})")
+        runs.append((name, lanes, pes, compiled, manifest, run))
+    # The CPU figures do not depend on the target (the targets' integer models differ only
+    # in the core that runs them): one measurement, after the simulations, for every row.
+    compiled = runs[0][3]
+    q = compiled.quantized
+    x_int = q.quantize_input(compiled.float_model.preprocess(data["X_test"][:1]))
+    cpu = cpu_latencies(data["path"], q.model, data["X_test"], x_int)
+    log(f"  this CPU, batch 1 (median of {cpu['repeats']}): onnxruntime "
+        f"{cpu['onnxruntime_us']:.1f} µs, NumPy int8 (golden forward) "
+        f"{cpu['numpy_int8_us']:.1f} µs")
+    section["cpu_timing"] = {k: cpu[k] for k in ("repeats", "warmup", "onnxruntime", "numpy")}
+    for name, lanes, pes, _, manifest, run in runs:
+        description = json.loads((folder / name / "bbs_model.json").read_text())
+        figures = compiled_figures(name, lanes, pes, run, description, cpu)
+        figures["resources"] = _compiled_resources(folder / name / manifest["bitstream"]
+                                                   ["report"])
+        figures["constraint_met"] = manifest["bitstream"].get("constraint_met")
+        figures["compile_seconds"] = manifest["compile_seconds"]
+        figures["accuracy"]["finetuned_train"] = manifest["accuracy"].get("finetuned")
+        section["targets"].append(figures)
+        log("  " + compiled_summary(figures))
+    (out / "compiled_model.json").write_text(json.dumps(section, indent=2) + "\n")
+    return section
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _compiled_resources(report_path: Path) -> dict:
+    """DSP, BRAM and LUT use of a compiled bitstream (its report.json), as ``used/avail``."""
+    used = json.loads(report_path.read_text())["resources"]
+    return {key: f"{used[key]['used']}/{used[key]['available']}"
+            for key in ("dsps", "brams", "luts") if key in used}
+
+
+def _number(value, form: str, missing: str = "n/a") -> str:
+    return missing if value is None else format(value, form)
+
+
+def compiled_summary(r: dict) -> str:
+    """One line of a target's figures, as the bench prints it while it runs."""
+    return (f"{r['target']}: {r['cycles_per_inference']} cycles at "
+            f"{_number(r['fmax_mhz'], '.1f')} MHz = {_number(r['on_chip_latency_us'], '.2f')} "
+            f"µs on chip; onnxruntime {r['onnxruntime_us']:.1f} µs "
+            f"({_number(r['onnxruntime_over_on_chip'], '.1f')}x), NumPy int8 "
+            f"{r['numpy_int8_us']:.1f} µs ({_number(r['numpy_over_on_chip'], '.1f')}x); "
+            f"ideal {r['ideal_cycles']} + fill {r['fill_cycles']}: overhead "
+            f"{100 * r['overhead_beyond_ideal_plus_fill']:+.1f} %")
+
+
+def compiled_markdown(section: dict | None) -> list[str]:
+    """The compiled-model section of results.md (nothing for an older results.json)."""
+    if not section:
+        return []
+    lines = ["", "## Compiled model: batch-1 latency on chip and on this CPU", ""]
+    if "skipped" in section:
+        return lines + [f"Skipped: {section['skipped']}."]
+    limit = 100 * OVERHEAD_LIMIT
+    lines += [f"{section['model']}, compiled with {section['pattern']} (fine-tuned "
+              f"{section['finetune_epochs']} epochs on {section['train_images']} training "
+              f"images), run on {section['test_images']} test images (RTL under Verilator, "
+              f"checked against the golden model). On chip: batch-1 cycles / Fmax of the "
+              f"compiled bitstream. CPU ({section['cpu']}): median of single-sample calls; "
+              f"onnxruntime runs the whole float model (scaler and class look-up included), "
+              f"NumPy the golden integer model's forward pass.", "",
+              "| target | lanes x PEs | cycles | ideal + fill | overhead | Fmax (MHz) "
+              "| on chip (µs) | onnxruntime (µs) | NumPy int8 (µs) | onnxruntime / on chip "
+              "| NumPy / on chip | accuracy float / int8 / RTL | RTL != golden |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+              "| --- | ---: |"]
+    for r in section["targets"]:
+        accuracy = " / ".join(_number(None if v is None else 100 * v, ".2f")
+                              for v in (r["accuracy"]["float"], r["accuracy"]["int8_golden"],
+                                        r["accuracy"]["rtl"])) + " %"
+        lines.append(
+            f"| {r['target']} | {r['lanes']} x {r['pes']} | {r['cycles_per_inference']} | "
+            f"{r['ideal_cycles']} + {r['fill_cycles']} | "
+            f"{100 * r['overhead_beyond_ideal_plus_fill']:+.1f} % | "
+            f"{_number(r['fmax_mhz'], '.1f')} | {_number(r['on_chip_latency_us'], '.2f')} | "
+            f"{r['onnxruntime_us']:.1f} | {r['numpy_int8_us']:.1f} | "
+            f"{_number(r['onnxruntime_over_on_chip'], '.1f')}x | "
+            f"{_number(r['numpy_over_on_chip'], '.1f')}x | {accuracy} | "
+            f"{r['golden_mismatches']} |")
+    lines += ["", f"Ideal: every layer's x beats + w beats; fill: per layer the core's "
+              f"latency plus the output stage's (bbs_model.json). Batch-1 cycles within "
+              f"{limit:g} % of ideal + fill: " + "; ".join(
+                  f"{r['target']} {'yes' if r['within_limit_of_ideal_plus_fill'] else 'NO'} "
+                  f"({100 * r['overhead_beyond_ideal_plus_fill']:+.1f} %)"
+                  for r in section["targets"]) + "."]
+    return lines
+
+
 def plan(targets, out: Path, reuse: bool) -> Steps:
     """The bench's steps, in the order :func:`main` runs them, with their priors."""
     kinds = ["sim"] * (len(pattern_cases())
@@ -281,6 +604,14 @@ def plan(targets, out: Path, reuse: bool) -> Steps:
     for name in targets:
         kinds += [f"fpga {name}", "sim"]
         priors[f"fpga {name}"] = fpga_seconds(out, name, reuse)
+    compiled = compiled_targets(targets)
+    if compiled:
+        kinds.append("model export")
+        priors["model export"] = 5.0
+        for name in compiled:
+            kinds += [f"compile {name}", "model run"]
+            priors[f"compile {name}"] = compiled_seconds(out, name)
+        priors["model run"] = 15.0
     return Steps("bench", kinds, priors)
 
 
@@ -402,6 +733,7 @@ def markdown(results: dict) -> str:
     for r in results.get("fpga", []):
         lines.append(f"- {r['target']}: " + ", ".join(
             f"{step} {seconds:.1f} s" for step, seconds in r["step_seconds"].items()))
+    lines += compiled_markdown(results.get("compiled_model"))
     return "\n".join(lines) + "\n"
 
 
@@ -413,6 +745,7 @@ def main(out: Path, *, rows: int = 1024, cols: int = 1024, lanes: int = 16, pes:
     patterns = pattern_runs(rows, cols, lanes, pes, vectors, seed, steps)
     scaling = scaling_runs(seed, steps)
     fpga = fpga_runs(targets, out, reuse_synth, seed, steps) if targets else []
+    compiled = compiled_model_runs(targets, out, steps)
     builds = [r["verilator_build_seconds"] for r in patterns + scaling]
     dense = patterns[0]
     results = {
@@ -424,6 +757,7 @@ def main(out: Path, *, rows: int = 1024, cols: int = 1024, lanes: int = 16, pes:
         "patterns": patterns,
         "scaling": scaling,
         "fpga": fpga,
+        "compiled_model": compiled,
         "tool_speed": {
             "generate_seconds": generation_seconds(Config()),
             "verilator_build_seconds_min": min(builds),

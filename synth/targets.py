@@ -343,6 +343,15 @@ class FitReport:
         where = "; ".join(f"{m.role} -> {m.kind}" for m in self.memories)
         return ", ".join(parts) + f" ({where})"
 
+    def _weight_memory(self) -> dict:
+        """The weight memories among the memories (a board's, a compiled model's ROM)."""
+        weights = [m for m in self.memories if m.role.startswith("weight")]
+        if not weights:
+            return {"weight_memory_bits": 0,
+                    "weight_memory_note": "weights stream in on s_axis_w; the core stores none"}
+        return {"weight_memory_bits": sum(m.bits for m in weights),
+                "weight_memory_note": ", ".join(m.role for m in weights)}
+
     def to_dict(self) -> dict:
         t = self.target
         return {
@@ -352,8 +361,7 @@ class FitReport:
             "dsps": {"needed": self.dsps, "available": t.dsps, "cell": t.dsp_name},
             "bram": {"needed": self.brams, "available": t.bram_blocks, "cell": t.bram.name},
             "lutram_units": {"needed": self.lutram_units, "available": t.lutram_units},
-            "weight_memory_bits": 0,
-            "weight_memory_note": "weights stream in on s_axis_w; the core stores none",
+            **self._weight_memory(),
             "memories": [m.to_dict() for m in self.memories],
             "fits": not self.problems(),
         }

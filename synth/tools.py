@@ -332,8 +332,14 @@ def run_step(name: str, argv: list[str], log: Path, cwd: Path, *, title: str | N
                 process.wait()
     if process.returncode != 0:
         print(" failed" if title is None else f"{title} failed", flush=True)
-        raise FlowError(f"{name} failed (exit {process.returncode}): {first_error(log)} "
-                        f"(log: {log})")
+        # The tool's own log (-l) holds the error when its console output is empty.
+        where = log
+        if not first_error(log).strip():
+            written = followed_log(argv, cwd, log)
+            if written.is_file() and written.stat().st_size:
+                where = written
+        raise FlowError(f"{name} failed (exit {process.returncode}): {first_error(where)} "
+                        f"(log: {where})")
     if log.stat().st_size == 0:
         log.unlink()
     return time.monotonic() - start

@@ -269,3 +269,16 @@ def test_a_verilator_build_says_when_it_starts_and_how_long_it_took_only_if_it_b
     # Cached: not a word.
     assert verilator_build("tiny", {"tiny.v": source}, "tiny", log=lines.append) == folder
     assert len(lines) == 2
+
+
+def test_a_failure_names_the_error_in_the_tools_own_log(tmp_path):
+    """A tool that writes its log with -l and nothing on the console: the error message
+    quotes that log's error line and names that log."""
+    script = tmp_path / "tool.py"
+    script.write_text("import sys\n"
+                      "open(sys.argv[2], 'w').write('reading\\nERROR: Assert failed in rtlil\\n')\n"
+                      "sys.exit(1)\n")
+    with pytest.raises(FlowError, match=r"yosys failed \(exit 1\): ERROR: Assert failed in "
+                                        r"rtlil \(log: .*yosys\.log\)"):
+        run_step("yosys", [sys.executable, str(script), "-l", "yosys.log"],
+                 tmp_path / "yosys.stdout.log", tmp_path)

@@ -119,17 +119,21 @@ def divisor_for(clock_hz: float, baud: int) -> int:
 def _run_commands(out: Path, commands: list[list[str]], log=None) -> dict[str, float]:
     """Run the build plan's commands (argv lists naming the tools by their upstream names:
     ``yosys``, ``nextpnr-ice40``, ``ecppack``...) in `out`, each as its YoWASP build, with
-    its console output in ``<tool>.stdout.log``; the seconds of each. Progress goes to
-    stdout, or one line a step to `log`."""
+    its console output in ``<tool>.stdout.log``; the seconds of each. While a tool runs its
+    phase is shown (:func:`~bbsparse.synth.tools.run_step`); each step's result line goes
+    to stdout, or to `log`."""
     seconds = {}
     for step, (tool, *args) in enumerate(commands, 1):
+        # With a title, run_step shows the tool's phase while it runs (live on a terminal,
+        # timestamped lines otherwise), as bbsparse synth does.
+        title = f"[{step}/{len(commands)}] {tool}"
+        seconds[tool] = run_step(tool, [yowasp(tool), *args], out / f"{tool}.stdout.log", out,
+                                 title=title)
+        line = f"{title}: {seconds[tool]:.1f} s"
         if log is None:
-            print(f"[{step}/{len(commands)}] {tool}", end="", flush=True)
-        seconds[tool] = run_step(tool, [yowasp(tool), *args], out / f"{tool}.stdout.log", out)
-        if log is None:
-            print(f": {seconds[tool]:.1f} s", flush=True)
+            print(line, flush=True)
         else:
-            log(f"[{step}/{len(commands)}] {tool}: {seconds[tool]:.1f} s")
+            log(line)
     return seconds
 
 

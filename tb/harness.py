@@ -26,7 +26,8 @@ from .sim_top import SIM_MAIN_CPP, SIM_TOP, sim_top_verilog
 from .verilator import verilator_build
 
 __all__ = ["HANG_CYCLES", "RawRun", "SimResult", "SimulationError", "Stalls",
-           "build_simulator", "run_spmv", "simulate"]
+           "build_simulator", "build_telling_cache", "read_hex", "run_spmv", "run_wrapper",
+           "simulate"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,48 @@ class RawRun:
     cached: bool = False
 
 
+def build_telling_cache(build, log=None) -> tuple[Path, bool]:
+    """``build(note)`` (a builder taking the log callable, as :func:`build_simulator`), and
+    whether its folder came from the cache: the builders (``verilator_build``) speak only
+    when they really build. Their lines go on to `log` (default: stderr)."""
+    said = []
+    say = log or (lambda message: print(message, file=sys.stderr, flush=True))
+
+    def note(message):
+        said.append(message)
+        say(message)
+
+    folder = build(note)
+    return folder, not said
+
+
+def run_wrapper(folder: Path, plusargs: list[str], *, max_cycles: int | None = None,
+                waves: str | Path | None = None) -> tuple[dict, float]:
+    """Run the simulation wrapper built in `folder` with `plusargs` (and the ``+MAX_CYCLES``
+    / ``+TRACE`` of `max_cycles` / `waves`); its ``BBSPARSE_RESULT`` figures and the wall
+    time. SimulationError, with the last lines of its output, if it fails or says
+    nothing; whether it finished (``done``) is the caller's to judge."""
+    args = [str(folder / "sim"), *plusargs]
+    if max_cycles is not None:
+        args.append(f"+MAX_CYCLES={max_cycles}")
+    if waves is not None:
+        args.append(f"+TRACE={Path(waves).resolve()}")
+    start = time.monotonic()
+    run = subprocess.run(args, capture_output=True, text=True)
+    wall = time.monotonic() - start
+    match = re.search(r"BBSPARSE_RESULT (.*)", run.stdout)
+    if run.returncode != 0 or match is None:
+        output = " | ".join((run.stdout + run.stderr).strip().splitlines()[-5:])
+        raise SimulationError(f"the simulator failed (exit {run.returncode}): {output}")
+    figures = {k: int(v) for k, v in (item.split("=") for item in match.group(1).split())}
+    return figures, wall
+
+
+def read_hex(path: Path) -> list[int]:
+    """The words a wrapper wrote with $writememh (comment lines skipped)."""
+    return [int(line, 16) for line in path.read_text().split() if not line.startswith("//")]
+
+
 def simulate(config: Config, x_words: list[int], w_words: list[int], *, vectors: int,
              y_beats: int, seed: int = 1, stalls: Stalls = Stalls(),
              waves: str | Path | None = None, max_cycles: int | None = None,
@@ -127,35 +170,20 @@ def simulate(config: Config, x_words: list[int], w_words: list[int], *, vectors:
     stream sizes, as :func:`build_simulator` (the default, around the core's RTL) does;
     `plusargs` go to the simulator after the wrapper's own."""
     build = build or functools.partial(build_simulator, config)
-    said = []
-    say = log or (lambda message: print(message, file=sys.stderr, flush=True))
-
-    def note(message):  # the builders speak only when they really build
-        said.append(message)
-        say(message)
-
-    folder = build(len(x_words), len(w_words), y_beats, waves=waves is not None, log=note)
-    cached = not said
+    folder, cached = build_telling_cache(
+        lambda note: build(len(x_words), len(w_words), y_beats, waves=waves is not None,
+                           log=note), log)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)
         _write_hex(tmp / "x.hex", x_words, config.x_beat_width)
         _write_hex(tmp / "w.hex", w_words, config.w_beat_width)
-        args = [str(folder / "sim"), f"+XFILE={tmp / 'x.hex'}", f"+WFILE={tmp / 'w.hex'}",
-                f"+YFILE={tmp / 'y.hex'}", f"+VECTORS={vectors}", f"+WBEATS={len(w_words)}",
-                f"+YBEATS={y_beats}", f"+SEED={seed & 0xFFFFFFFF}", *stalls.plusargs(),
-                f"+HANG_CYCLES={HANG_CYCLES}", *plusargs]
-        if max_cycles is not None:
-            args.append(f"+MAX_CYCLES={max_cycles}")
-        if waves is not None:
-            args.append(f"+TRACE={Path(waves).resolve()}")
-        start = time.monotonic()
-        run = subprocess.run(args, capture_output=True, text=True)
-        wall = time.monotonic() - start
-        match = re.search(r"BBSPARSE_RESULT (.*)", run.stdout)
-        if run.returncode != 0 or match is None:
-            output = " | ".join((run.stdout + run.stderr).strip().splitlines()[-5:])
-            raise SimulationError(f"the simulator failed (exit {run.returncode}): {output}")
-        figures = {k: int(v) for k, v in (item.split("=") for item in match.group(1).split())}
+        figures, wall = run_wrapper(
+            folder, [f"+XFILE={tmp / 'x.hex'}", f"+WFILE={tmp / 'w.hex'}",
+                     f"+YFILE={tmp / 'y.hex'}", f"+VECTORS={vectors}",
+                     f"+WBEATS={len(w_words)}", f"+YBEATS={y_beats}",
+                     f"+SEED={seed & 0xFFFFFFFF}", *stalls.plusargs(),
+                     f"+HANG_CYCLES={HANG_CYCLES}", *plusargs],
+            max_cycles=max_cycles, waves=waves)
         if not figures["done"]:
             where = (f"after {figures['sim_cycles']} cycles: {figures['y_received']} of "
                      f"{y_beats} y beats received, {figures['x_sent']} x beats sent, "
@@ -167,8 +195,7 @@ def simulate(config: Config, x_words: list[int], w_words: list[int], *, vectors:
                     f"ready and x and w offered beats, {where}")
             raise SimulationError(f"the simulation stopped at its limit of {max_cycles} "
                                   f"cycles, {where}")
-        y_words = [int(line, 16) for line in (tmp / "y.hex").read_text().split()
-                   if not line.startswith("//")]
+        y_words = read_hex(tmp / "y.hex")
     build_seconds = 0.0 if cached else float((folder / "build_seconds").read_text())
     return RawRun(figures, y_words, wall, build_seconds, cached)
 

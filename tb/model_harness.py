@@ -14,11 +14,7 @@ from reset, whose cycles add up.
 from __future__ import annotations
 
 import hashlib
-import re
-import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +24,16 @@ from ..golden import csb
 from ..golden.arith import as_integers, check_signed
 from ..golden.model import IntegerModel
 from ..hdl.generate import MODEL_TOP_NAME, describe_model, model_verilog_text
-from .harness import HANG_CYCLES, SimulationError, Stalls, _bucket, _write_hex
+from .harness import (
+    HANG_CYCLES,
+    SimulationError,
+    Stalls,
+    _bucket,
+    _write_hex,
+    build_telling_cache,
+    read_hex,
+    run_wrapper,
+)
 from .sim_top import SIM_MAIN_CPP, SIM_TOP, sim_top_verilog
 from .verilator import verilator_build
 
@@ -91,13 +96,6 @@ def _y_beat_width(model: IntegerModel) -> int:
 
 def _build(model: IntegerModel, waves: bool, log) -> tuple[Path, bool]:
     """The simulator's folder, and whether it came from the cache."""
-    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    said = []
-
-    def note(message):
-        said.append(message)
-        log(message)
-
     first = model.layer_config(0)
     depths = dict(x_depth=_bucket(CHUNK_VECTORS * first.x_beats), w_depth=0,
                   y_depth=_bucket(CHUNK_VECTORS * _y_beats(model)))
@@ -108,12 +106,12 @@ def _build(model: IntegerModel, waves: bool, log) -> tuple[Path, bool]:
             x_beats=first.x_beats, y_beat_width=_y_beat_width(model), w_port=False),
     }
     sizes = " -> ".join(str(n) for n in (model.inputs, *(layer.rows for layer in model.layers)))
-    folder = verilator_build("model-sim", sources, MODEL_SIM_TOP,
-                             cpp_main=SIM_MAIN_CPP.replace(SIM_TOP, MODEL_SIM_TOP),
-                             waves=waves, flags=["--x-assign", "0", "--x-initial", "0"],
-                             log=note, what=f"a {len(model.layers)}-layer model ({sizes})")
-    # verilator_build speaks only when it really builds.
-    return folder, not said
+    return build_telling_cache(
+        lambda note: verilator_build(
+            "model-sim", sources, MODEL_SIM_TOP,
+            cpp_main=SIM_MAIN_CPP.replace(SIM_TOP, MODEL_SIM_TOP), waves=waves,
+            flags=["--x-assign", "0", "--x-initial", "0"], log=note,
+            what=f"a {len(model.layers)}-layer model ({sizes})"), log)
 
 
 def build_model_simulator(model: IntegerModel, *, waves: bool = False, log=None) -> Path:
@@ -128,21 +126,11 @@ def _simulate(folder: Path, x_words: list[int], x_width: int, *, vectors: int, y
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         tmp = Path(tmp)
         _write_hex(tmp / "x.hex", x_words, x_width)
-        args = [str(folder / "sim"), f"+XFILE={tmp / 'x.hex'}", f"+YFILE={tmp / 'y.hex'}",
-                f"+VECTORS={vectors}", f"+YBEATS={y_beats}", f"+SEED={seed & 0xFFFFFFFF}",
-                *stalls.plusargs(), f"+HANG_CYCLES={hang_cycles}"]
-        if max_cycles is not None:
-            args.append(f"+MAX_CYCLES={max_cycles}")
-        if waves is not None:
-            args.append(f"+TRACE={Path(waves).resolve()}")
-        start = time.monotonic()
-        run = subprocess.run(args, capture_output=True, text=True)
-        wall = time.monotonic() - start
-        match = re.search(r"BBSPARSE_RESULT (.*)", run.stdout)
-        if run.returncode != 0 or match is None:
-            output = " | ".join((run.stdout + run.stderr).strip().splitlines()[-5:])
-            raise SimulationError(f"the simulator failed (exit {run.returncode}): {output}")
-        figures = {k: int(v) for k, v in (item.split("=") for item in match.group(1).split())}
+        figures, wall = run_wrapper(
+            folder, [f"+XFILE={tmp / 'x.hex'}", f"+YFILE={tmp / 'y.hex'}",
+                     f"+VECTORS={vectors}", f"+YBEATS={y_beats}", f"+SEED={seed & 0xFFFFFFFF}",
+                     *stalls.plusargs(), f"+HANG_CYCLES={hang_cycles}"],
+            max_cycles=max_cycles, waves=waves)
         if not figures["done"]:
             where = (f"after {figures['sim_cycles']} cycles: {figures['y_received']} of "
                      f"{y_beats} y beats received, {figures['x_sent']} x beats sent, "
@@ -153,8 +141,7 @@ def _simulate(folder: Path, x_words: list[int], x_width: int, *, vectors: int, y
                     f"ready and x offered a beat, {where}")
             raise SimulationError(f"the simulation stopped at its limit of {max_cycles} "
                                   f"cycles, {where}")
-        y_words = [int(line, 16) for line in (tmp / "y.hex").read_text().split()
-                   if not line.startswith("//")]
+        y_words = read_hex(tmp / "y.hex")
     return figures, y_words, wall
 
 

@@ -35,6 +35,7 @@ from bbsparse.cliutil import (  # noqa: F401 - number_type: synth/flow.py until 
 )
 from bbsparse.golden.prune import OPTIONS as PRUNE_OPTIONS
 from bbsparse.golden.prune import PRUNERS, PruneOptionError
+from bbsparse.toolchain import bbsparse_version
 
 __all__ = ["CliError", "build_parser", "main"]
 
@@ -326,19 +327,10 @@ def run_bench(args) -> int:
 # -- entry point -----------------------------------------------------------------------------
 
 
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(PROG)
-    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
-        return "unknown (not installed)"
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``bbsparse`` with every subcommand."""
     parser = Parser(prog=PROG, description="Bank-balanced sparse SpMV accelerator generator.")
-    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    parser.add_argument("--version", action="version", version=f"{PROG} {bbsparse_version()}")
     subparsers = parser.add_subparsers(
         dest="command", required=True, metavar="command", parser_class=Parser
     )

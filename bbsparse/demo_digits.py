@@ -55,6 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from .golden import prune
+from .golden.arith import scale_exponent
 from .golden.config import Config
 from .golden.spmv import spmv
 from .synth.tools import duration_text
@@ -265,19 +266,6 @@ PATTERNS = _patterns()
 # -- quantization ------------------------------------------------------------------------------
 
 
-def _exponent(largest: float, limit: int) -> int:
-    """The smallest e with largest <= limit * 2**e: the finest power-of-two scale that holds
-    `largest` without saturating."""
-    if largest <= 0:
-        return 0
-    e = math.ceil(math.log2(largest / limit))
-    while largest > limit * 2.0**e:  # guard against log2 rounding
-        e += 1
-    while largest <= limit * 2.0 ** (e - 1):
-        e -= 1
-    return e
-
-
 @dataclass
 class QuantizedNet:
     """The int8 network: integer weights and the two core configurations that run it."""
@@ -306,10 +294,10 @@ def layer_configs(bank: tuple[int, int] | None, out_shift: int) -> tuple[Config,
 def quantize(W1, W2, calibration_pixels, bank=None) -> QuantizedNet:
     """int8 weights with power-of-two scales; the hidden scale is calibrated on
     `calibration_pixels` (the training split) so that its largest activation fits 127."""
-    e_w1 = _exponent(float(np.abs(W1).max()), WEIGHT_MAX)
-    e_w2 = _exponent(float(np.abs(W2).max()), WEIGHT_MAX)
+    e_w1 = scale_exponent(float(np.abs(W1).max()), WEIGHT_MAX)
+    e_w2 = scale_exponent(float(np.abs(W2).max()), WEIGHT_MAX)
     hidden = forward(W1, W2, as_float(calibration_pixels))[1]
-    e_h = _exponent(float(hidden.max()), (1 << (HIDDEN_WIDTH - 1)) - 1)
+    e_h = scale_exponent(float(hidden.max()), (1 << (HIDDEN_WIDTH - 1)) - 1)
     # h_q = a1 * 2**(e_w1 + INPUT_EXPONENT) / 2**e_h: a right shift by this many bits.
     out_shift = e_h - e_w1 - INPUT_EXPONENT
     if out_shift < 0:

@@ -63,7 +63,6 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 from bbsparse.cliutil import (
@@ -84,6 +83,7 @@ from bbsparse.golden.config import (
     parse_config,
     parse_overrides,
 )
+from bbsparse.toolchain import package_versions
 
 __all__ = ["add_explore", "run_explore", "main", "Point", "Budget", "Hooks", "point_key",
            "check_address",
@@ -145,13 +145,7 @@ class Point:
 
 def tool_versions() -> dict:
     """The installed version of every tool a point's figures depend on (None if absent)."""
-    versions = {}
-    for package in TOOL_PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
+    return package_versions(TOOL_PACKAGES)
 
 
 def flow_settings(target_name: str) -> dict:

@@ -15,8 +15,28 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["build_root", "verilator_root", "verilator_env", "verilator_build_env",
-           "use_verilator", "verilator_exe", "objcache", "import_tree", "lint_imports"]
+__all__ = ["bbsparse_version", "build_root", "package_versions", "verilator_root",
+           "verilator_env", "verilator_build_env", "use_verilator", "verilator_exe", "objcache",
+           "import_tree", "lint_imports"]
+
+
+def package_versions(packages) -> dict:
+    """The installed version of each distribution in `packages` (None where it is not
+    installed): what reports and cache keys record of the tools behind a figure."""
+    from importlib import metadata
+
+    versions = {}
+    for package in packages:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def bbsparse_version() -> str:
+    """This package's version, or a note that it runs from a tree that is not installed."""
+    return package_versions(["bbsparse"])["bbsparse"] or "unknown (not installed)"
 
 
 def build_root() -> Path:

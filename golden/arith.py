@@ -9,6 +9,7 @@ golden models to accept and validate integer data the same way everywhere.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -19,6 +20,7 @@ __all__ = [
     "check_signed",
     "output_stage",
     "saturate",
+    "scale_exponent",
     "signed_range",
     "wrap",
 ]
@@ -163,3 +165,16 @@ def output_stage(acc, cfg):
     if scalar:
         return int(result)
     return result
+
+
+def scale_exponent(largest: float, limit: int) -> int:
+    """The smallest e with ``largest <= limit * 2**e``: the finest power-of-two scale that
+    holds `largest` in ``[-limit, limit]`` without saturating (0 for nothing to hold)."""
+    if not largest > 0:
+        return 0
+    e = math.ceil(math.log2(largest / limit))
+    while largest > limit * 2.0**e:  # guard against log2 rounding
+        e += 1
+    while largest <= limit * 2.0 ** (e - 1):
+        e -= 1
+    return e

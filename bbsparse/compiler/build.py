@@ -24,6 +24,7 @@ import numpy as np
 
 from ..golden.config import Config
 from ..golden.model import IntegerLayer, IntegerModel
+from ..toolchain import bbsparse_version
 from .quantize import (
     CompileError,
     CoreShape,
@@ -296,15 +297,6 @@ def _classify(outputs: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return classify(outputs, classes)
 
 
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("bbsparse")
-    except metadata.PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def _manifest(options, float_model, model, quantized, verdicts, images, accuracies, fit,
               description) -> dict:
     digest = hashlib.sha256(Path(options.model).read_bytes()).hexdigest()
@@ -319,7 +311,7 @@ def _manifest(options, float_model, model, quantized, verdicts, images, accuraci
             "exponents": quantized.exponents[k],
         })
     return {
-        "bbsparse": _version(),
+        "bbsparse": bbsparse_version(),
         "source": {"file": Path(options.model).name, "sha256": digest,
                    "input": float_model.input_name, "inputs": float_model.inputs,
                    "outputs": float_model.outputs, "host_before": float_model.head_ops,

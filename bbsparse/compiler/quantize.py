@@ -34,13 +34,12 @@ A float model here is a chain of linear layers ``y = W x + b`` (``W`` of shape
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from bbsparse.golden.arith import signed_range
+from bbsparse.golden.arith import scale_exponent, signed_range
 from bbsparse.golden.config import Config, ConfigError
 from bbsparse.golden.formats import FORMATS
 from bbsparse.golden.model import IntegerLayer, IntegerModel, ModelError
@@ -348,19 +347,6 @@ def _gradients(weights, biases, relus, x, target, binary):
 # -- quantization ----------------------------------------------------------------------------
 
 
-def _exponent(largest: float, limit: int) -> int:
-    """The smallest e with largest <= limit * 2**e: the finest power-of-two scale that holds
-    `largest` without saturating (0 for nothing to hold)."""
-    if not largest > 0:
-        return 0
-    e = math.ceil(math.log2(largest / limit))
-    while largest > limit * 2.0**e:  # guard against log2 rounding
-        e += 1
-    while largest <= limit * 2.0 ** (e - 1):
-        e -= 1
-    return e
-
-
 #: The percentile of |activation| on the calibration set that a scale must hold: a few
 #: outliers (a near-constant feature after standard scaling) saturate instead of making
 #: every other value coarse.
@@ -373,7 +359,7 @@ def _calibrated_exponent(values: np.ndarray, limit: int) -> int:
     values = np.abs(np.asarray(values, dtype=np.float64)).ravel()
     if not values.size:
         return 0
-    return _exponent(float(np.percentile(values, CALIBRATION_PERCENTILE)), limit)
+    return scale_exponent(float(np.percentile(values, CALIBRATION_PERCENTILE)), limit)
 
 
 def _symmetric(width: int) -> int:
@@ -456,7 +442,7 @@ def quantize(weights, biases, relus, calibration_X, shape: CoreShape, *,
     layers, exponents = [], []
     for k, (W, b, relu) in enumerate(zip(weights, biases, relus, strict=True)):
         where = _where(k, names[k])
-        e_w = _exponent(float(np.abs(W).max()), weight_limit)
+        e_w = scale_exponent(float(np.abs(W).max()), weight_limit)
         # rint(0) is 0: the integer layer has no nonzero the float one lacks.
         W_int = np.clip(np.rint(W / 2.0**e_w), -weight_limit, weight_limit).astype(np.int64)
         e_acc = e_w + e_in

@@ -40,6 +40,13 @@ compared with the golden model's for every image, by one of two paths:
 - **unstructured and 4x4-block pruning** keep the per-layer path above on the unstructured
   engine (the same PEs behind the crossbar gather, DESIGN §9.3; the model core runs only
   BBS): the whole test split as one batch per layer, layer 2 fed with layer 1's RTL output.
+- **BBS or cbs per layer** (weight and activation sparsity together, DESIGN §9.4) take the
+  per-layer path too, and each layer picks its engine: BBS (row banks of 8) or the cbs
+  engine (column banks of 8, zero activations skipped), whichever the golden cycle models
+  predict the fewer cycles for, on the training split's inputs of that layer (the pixels for
+  layer 1, half of them zero; the dense network's int8 hidden activations after the ReLU for
+  layer 2, about a quarter zero). The layer is then pruned to the chosen pattern at the
+  row's density. Layer 2 has 10 rows: two row banks over 16 lanes, so cbs never wins there.
 """
 
 from __future__ import annotations
@@ -67,11 +74,14 @@ __all__ = [
     "PES",
     "Pattern",
     "QuantizedNet",
+    "choose_engines",
     "compiled_inference",
     "export_onnx",
     "golden_inference",
     "load_split",
     "main",
+    "predicted_cycles",
+    "prune_for",
     "quantize",
     "rtl_inference",
     "run",
@@ -96,6 +106,9 @@ LEARNING_RATE = 1e-3
 FINETUNE_RATE = 5e-4
 WEIGHT_DECAY = 1e-4
 BLOCK = 4
+BANK = 8  # bank size of the BBS and cbs rows
+#: The engines a layer of a "BBS or cbs" row chooses between (DESIGN §9.4).
+CHOICES = ("bbs", "cbs")
 RTL_NA = "n/a"
 
 
@@ -186,13 +199,19 @@ def train(W1, W2, pixels, labels, *, epochs: int, rate: float, seed: int, masks=
 @dataclass(frozen=True)
 class Pattern:
     """A sparsity pattern at one density. `bank` is (bank_size, nnz_per_bank) when the BBS
-    hardware can run it, else None (golden model only)."""
+    hardware can run it, else None (the unstructured engine runs it). With `choose`, each
+    layer is pruned to BBS or cbs with `bank`, as :func:`choose_engines` picks."""
 
     name: str  # a file-name-safe key, e.g. "bbs-8-4"
     label: str  # for the table
     density: float
-    prune_layer: Callable[[np.ndarray], np.ndarray] | None  # None: dense, not pruned
+    prune_layer: Callable[[np.ndarray], np.ndarray] | None  # None: dense or chosen per layer
     bank: tuple[int, int] | None
+    choose: bool = False
+
+    @property
+    def pruned(self) -> bool:
+        return self.prune_layer is not None or self.choose
 
     def prune(self, W: np.ndarray) -> np.ndarray:
         return W.copy() if self.prune_layer is None else self.prune_layer(W)
@@ -257,7 +276,15 @@ def _patterns() -> tuple[Pattern, ...]:
                                 _unstructured(density), None))
         patterns.append(Pattern(f"block4-{nnz}-8", f"block 4x4 {percent}", density,
                                 _block(density), None))
+        patterns.append(Pattern(f"choice-8-{nnz}", f"BBS or cbs {nnz}/8 per layer", density,
+                                None, (BANK, nnz), choose=True))
     return tuple(patterns)
+
+
+def prune_for(engine: str, bank: tuple[int, int], W: np.ndarray) -> np.ndarray:
+    """`W` pruned for `engine` with `bank`: BBS (row banks) or cbs (column banks; a last bank
+    cut short by the rows, as layer 2's 10 rows leave, counts as padded with zero rows)."""
+    return prune.PRUNERS[engine](W, bank_size=bank[0], nnz_per_bank=bank[1])
 
 
 PATTERNS = _patterns()
@@ -277,23 +304,45 @@ class QuantizedNet:
     exponents: dict = field(default_factory=dict)  # e_w1, e_h, e_w2 (scales are 2**e)
 
 
-def layer_configs(bank: tuple[int, int] | None, out_shift: int) -> tuple[Config, Config]:
-    """The core configurations of both layers: the BBS core for a bank pattern, otherwise
-    (unstructured, block) the unstructured engine, the same PEs behind the crossbar gather,
-    whose default accumulator holds a row of any length."""
+def engine_config(engine: str, bank: tuple[int, int] | None, rows: int, cols: int,
+                  **stage) -> Config:
+    """The core for one layer of `rows` x `cols` on `engine` (8 lanes x 2 PEs). An engine
+    whose core holds at most ``cols`` rows (cbs: its accumulators, DESIGN §9.4) gets, for a
+    layer taller than wide (layer 1, 256 x 64), a core of ``cols = rows``, x padded with
+    zeros (which the cbs engine skips)."""
+    common = dict(lanes=LANES, pes=PES, bank_size=bank[0], nnz_per_bank=bank[1],
+                  pattern=engine, **stage)
+    config = Config(**common, cols=cols)
+    if config.format.weights_violation(config, np.zeros((rows, cols), np.int64)) is not None:
+        config = Config(**common, cols=max(cols, rows))
+    return config
+
+
+def layer_configs(bank: tuple[int, int] | None, out_shift: int,
+                  engines: tuple[str, str] | None = None) -> tuple[Config, Config]:
+    """The core configurations of both layers: per layer the engine of `engines` (BBS or
+    cbs, with `bank`); without it the BBS core for a bank pattern, otherwise (unstructured,
+    block) the unstructured engine, the same PEs behind the crossbar gather, whose default
+    accumulator holds a row of any length."""
+    stages = (dict(out_shift=out_shift, relu=True, out_width=HIDDEN_WIDTH),
+              dict(out_shift=0, relu=False))
+    if engines is not None:
+        return tuple(engine_config(engine, bank, rows, cols, **stage)
+                     for engine, (rows, cols), stage
+                     in zip(engines, ((HIDDEN, INPUTS), (CLASSES, HIDDEN)), stages, strict=True))
     if bank is None:
         common = dict(lanes=LANES, pes=PES, pattern="unstructured")
     else:
         common = dict(lanes=LANES, pes=PES, bank_size=bank[0], nnz_per_bank=bank[1])
-    layer1 = Config(**common, cols=INPUTS, out_shift=out_shift, relu=True,
-                    out_width=HIDDEN_WIDTH)
-    layer2 = Config(**common, cols=HIDDEN, out_shift=0, relu=False)
+    layer1 = Config(**common, cols=INPUTS, **stages[0])
+    layer2 = Config(**common, cols=HIDDEN, **stages[1])
     return layer1, layer2
 
 
-def quantize(W1, W2, calibration_pixels, bank=None) -> QuantizedNet:
+def quantize(W1, W2, calibration_pixels, bank=None, engines=None) -> QuantizedNet:
     """int8 weights with power-of-two scales; the hidden scale is calibrated on
-    `calibration_pixels` (the training split) so that its largest activation fits 127."""
+    `calibration_pixels` (the training split) so that its largest activation fits 127.
+    `engines`: per layer, the engine of a "BBS or cbs" row (see :func:`layer_configs`)."""
     e_w1 = scale_exponent(float(np.abs(W1).max()), WEIGHT_MAX)
     e_w2 = scale_exponent(float(np.abs(W2).max()), WEIGHT_MAX)
     hidden = forward(W1, W2, as_float(calibration_pixels))[1]
@@ -305,7 +354,7 @@ def quantize(W1, W2, calibration_pixels, bank=None) -> QuantizedNet:
                          f"2**{e_w1 + INPUT_EXPONENT}: out_shift would be {out_shift}")
     W1_q = np.clip(np.rint(W1 / 2.0**e_w1), -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
     W2_q = np.clip(np.rint(W2 / 2.0**e_w2), -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8)
-    layer1, layer2 = layer_configs(bank, out_shift)
+    layer1, layer2 = layer_configs(bank, out_shift, engines)
     return QuantizedNet(W1_q, W2_q, layer1, layer2, {"w1": e_w1, "hidden": e_h, "w2": e_w2})
 
 
@@ -324,6 +373,40 @@ def rtl_inference(net: QuantizedNet, pixels: np.ndarray, *, seed: int = 1, workd
     first = run_spmv(net.layer1, net.W1, pixels, seed=seed, workdir=workdir, log=log)
     second = run_spmv(net.layer2, net.W2, first.y, seed=seed, workdir=workdir, log=log)
     return first.y, second.y, (first.report, second.report)
+
+
+def predicted_cycles(config: Config, rows: int, X: np.ndarray) -> int:
+    """Cycles of the batch `X` through a layer of `rows` rows on `config`'s core, first x
+    beat to last y beat, without stalls, by the engine's golden cycle model (DESIGN §7.1,
+    §9.4: the w stream's cycles, the x loads it does not hide, the pipeline latency). They
+    depend on the shape and, for an engine that skips zero activations, on X's zeros, not
+    on the weights' values: an all-zero matrix, which follows every pattern, stands in."""
+    from .golden.cycles import overlapped_cycles
+    from .hdl.engines import engine_of
+
+    X = np.atleast_2d(X)
+    packed = config.format.pack(config, np.zeros((rows, X.shape[1]), np.int64), X)
+    stream = packed.report.get("predicted_cycles")
+    if stream is None:  # one w frame a vector, at one beat a cycle
+        stream = overlapped_cycles(config.x_beats, packed.stream_cycles, len(X))
+    return int(stream) + engine_of(config).latency_of(config)
+
+
+def choose_engines(bank: tuple[int, int], W1, W2, calibration_pixels):
+    """Per layer, the engine of :data:`CHOICES` the golden cycle models predict the fewer
+    cycles for (BBS on a tie), and the predictions (cycles per image): ``(engines,
+    [{engine: cycles per image}, ...])``. The inputs are the training split's: its pixels
+    for layer 1 and, for layer 2, the int8 hidden activations after the ReLU of the float
+    network `W1`, `W2` (the dense one, before any pruning: the choice decides the pruning)."""
+    dense = quantize(W1, W2, calibration_pixels, (bank[0], bank[0]))
+    hidden = golden_inference(dense, calibration_pixels)[0]
+    engines, predictions = [], []
+    for (rows, cols), X in (((HIDDEN, INPUTS), calibration_pixels), ((CLASSES, HIDDEN), hidden)):
+        cycles = {engine: predicted_cycles(engine_config(engine, bank, rows, cols), rows, X)
+                  / len(X) for engine in CHOICES}
+        engines.append(min(CHOICES, key=lambda engine: cycles[engine]))  # first on a tie
+        predictions.append(cycles)
+    return tuple(engines), predictions
 
 
 def classify(logits: np.ndarray) -> np.ndarray:
@@ -440,6 +523,7 @@ def compiled_inference(P1, P2, bank: tuple[int, int], X_train_float, X_test_floa
             "top1_agreement_with_onnxruntime": report["top1_agreement_with_onnxruntime"],
             "utilization": slots / (LANES * PES * report["cycles"]),
             "verilator_build_seconds": report.get("verilator_build_seconds"),
+            "engines": [model.config.pattern] * len(model.layers),
         },
     }
 
@@ -473,9 +557,10 @@ def _announce(log, number, steps, pattern, finetune_epochs, started, seconds) ->
     """``demo [3/12] BBS 2/8: ... elapsed 1 min 40 s, about 8 min left``: the time left is
     the mean time of the patterns done so far times the patterns left, this one included."""
     epochs = f"{finetune_epochs} epoch" + ("s" if finetune_epochs != 1 else "")
-    work = f"prune, fine-tune {epochs}, " if pattern.prune_layer else ""
-    work += ("export ONNX, compile, run the model core on the RTL" if pattern.bank
-             else "quantize, both layers on the RTL")
+    work = "choose BBS or cbs per layer, " if pattern.choose else ""
+    work += f"prune, fine-tune {epochs}, " if pattern.pruned else ""
+    work += ("export ONNX, compile, run the model core on the RTL"
+             if pattern.bank and not pattern.choose else "quantize, both layers on the RTL")
     elapsed = duration_text(time.monotonic() - started)
     left = steps - number + 1
     estimate = (f", about {duration_text(sum(seconds) / len(seconds) * left)} left" if seconds
@@ -483,10 +568,13 @@ def _announce(log, number, steps, pattern, finetune_epochs, started, seconds) ->
     log(f"demo [{number}/{steps}] {pattern.label}: {work} ... elapsed {elapsed}{estimate}")
 
 
-def _per_layer(P1, P2, pattern, X_train, X_test, y_test, folder, seed, log) -> dict:
-    """The per-layer path (unstructured, block): quantize here, run layer 1 then layer 2 on
-    their SpMV cores; the row's figures."""
-    net = quantize(P1, P2, X_train, pattern.bank)
+def _per_layer(P1, P2, pattern, X_train, X_test, y_test, folder, seed, log,
+               choice=None) -> dict:
+    """The per-layer path (unstructured, block, BBS or cbs): quantize here, run layer 1 then
+    layer 2 on their SpMV cores; the row's figures. `choice`: the "BBS or cbs" row's
+    ``(engines, predictions)`` of :func:`choose_engines`."""
+    engines = None if choice is None else choice[0]
+    net = quantize(P1, P2, X_train, pattern.bank, engines)
     hidden_golden, logits_golden = golden_inference(net, X_test)
     np.save(folder / "W1.npy", net.W1)
     np.save(folder / "W2.npy", net.W2)
@@ -500,6 +588,20 @@ def _per_layer(P1, P2, pattern, X_train, X_test, y_test, folder, seed, log) -> d
     images = len(X_test)
     total_cycles = sum(r["cycles"] for r in reports)
     useful = sum(r["useful_macs"] for r in reports)
+    layers = []
+    for k, (config, W, X, report) in enumerate(zip(
+            (net.layer1, net.layer2), (net.W1, net.W2), (X_test, hidden_rtl), reports,
+            strict=True)):
+        layer = {"engine": config.pattern, "rows": int(W.shape[0]), "cols": int(W.shape[1]),
+                 "input_zero_fraction": float(np.mean(X == 0)), "cycles": report["cycles"],
+                 "cycles_per_inference": report["cycles"] / images}
+        if choice is not None:
+            rows, cols = W.shape
+            layer["predicted_cycles_per_inference"] = {
+                engine: predicted_cycles(engine_config(engine, pattern.bank, rows, cols),
+                                         rows, X) / images for engine in CHOICES}
+            layer["chosen_by"] = choice[1][k]  # the training split's predictions
+        layers.append(layer)
     return {
         "int8_golden_accuracy": float(np.mean(classify(logits_golden) == y_test)),
         "kept_weights_int8": _kept(net.W1, net.W2),
@@ -518,6 +620,8 @@ def _per_layer(P1, P2, pattern, X_train, X_test, y_test, folder, seed, log) -> d
             "cycles_per_inference_by_layer": [r["cycles"] / images for r in reports],
             "utilization": useful / (net.layer1.multipliers * total_cycles),
             "utilization_by_layer": [r["utilization"] for r in reports],
+            "engines": [layer["engine"] for layer in layers],
+            "layers": layers,
         },
     }
 
@@ -546,21 +650,27 @@ def _run(out, seed, patterns, test_images, train_epochs, finetune_epochs, log) -
     for number, pattern in enumerate(patterns):
         _announce(log, number + 2, steps, pattern, finetune_epochs, started, pattern_seconds)
         pattern_started = time.monotonic()
-        P1, P2 = pattern.prune(W1), pattern.prune(W2)
-        if pattern.prune_layer is not None:
+        choice = None
+        if pattern.choose:
+            choice = choose_engines(pattern.bank, W1, W2, X_train)
+            P1, P2 = (prune_for(engine, pattern.bank, W)
+                      for engine, W in zip(choice[0], (W1, W2), strict=True))
+        else:
+            P1, P2 = pattern.prune(W1), pattern.prune(W2)
+        if pattern.pruned:
             masks = [P1 != 0, P2 != 0]
             P1, P2 = train(P1, P2, X_train, y_train, epochs=finetune_epochs,
                            rate=FINETUNE_RATE, seed=seed + 2 + number, masks=masks)
         folder = out / pattern.name
         folder.mkdir(exist_ok=True)
         tic = time.monotonic()
-        if pattern.bank is not None:
+        if pattern.bank is not None and not pattern.choose:
             figures = compiled_inference(P1, P2, pattern.bank, as_float(X_train),
                                          as_float(X_test), y_test, folder, seed=seed + 1,
                                          log=log)
         else:
             figures = _per_layer(P1, P2, pattern, X_train, X_test, y_test, folder, seed + 1,
-                                 log)
+                                 log, choice)
         figures["rtl"]["seconds"] = time.monotonic() - tic
         row = {
             "pattern": pattern.name,
@@ -575,8 +685,9 @@ def _run(out, seed, patterns, test_images, train_epochs, finetune_epochs, log) -
         rtl = row["rtl"]
         batch1 = (f", batch 1 {rtl['batch1_cycles']} cycles" if "batch1_cycles" in rtl
                   else "")
-        log(f"{pattern.label}: float {_percent(row['float_accuracy'])}, int8 golden "
-            f"{_percent(row['int8_golden_accuracy'])}, int8 RTL {_percent(rtl['accuracy'])}, "
+        log(f"{pattern.label} ({_engines(rtl)}): float {_percent(row['float_accuracy'])}, "
+            f"int8 golden {_percent(row['int8_golden_accuracy'])}, "
+            f"int8 RTL {_percent(rtl['accuracy'])}, "
             f"{rtl['logit_mismatches']} images differ from golden, "
             f"{rtl['cycles_per_inference']:.1f} cycles/inference{batch1} "
             f"({time.monotonic() - started:.1f} s)")
@@ -612,7 +723,7 @@ def format_table(results: dict) -> str:
     the path each kind of row took."""
     header = ["pattern", "density", "kept weights", "float", "int8 golden", "int8 RTL",
               "RTL != golden", "cycles/inference", "on-chip batch-1 cycles", "utilization",
-              "speedup"]
+              "speedup", "engines (layer 1, 2)"]
     lines = [
         f"{results['model']}; {results['train_images']} training / {results['test_images']} "
         f"test images; seed {results['seed']}; float dense accuracy "
@@ -621,19 +732,23 @@ def format_table(results: dict) -> str:
         f"BBS n/8, 2:4): exported to ONNX, compiled (bbsparse compile) and run whole on one "
         f"model core (bbsparse run), both layers on chip. Unstructured and block rows: per "
         f"layer on the unstructured engine, layer 2 fed with layer 1's RTL output (the model "
-        f"core runs only BBS). cycles/inference: the test split's cycles / images; on-chip "
+        f"core runs only BBS). BBS or cbs rows: per layer too, each layer on BBS or on the "
+        f"cbs engine (zero activations skipped), whichever the golden cycle models predict "
+        f"faster on the training split (table below). cycles/inference: the test split's "
+        f"cycles / images; on-chip "
         f"batch-1 cycles: one image, first x beat to last y beat; speedup: the dense row's "
         f"cycles/inference over the row's.",
         "",
         "| " + " | ".join(header) + " |",
-        "|" + "|".join(" --- " if i < 1 else " ---: " for i in range(len(header))) + "|",
+        "|" + "|".join(" --- " if i in (0, len(header) - 1) else " ---: "
+                       for i in range(len(header))) + "|",
     ]
     for row in results["rows"]:
         rtl = row["rtl"]
         cells = [row["label"], f"{row['density']:g}", f"{row['kept_weights']} / {row['weights']}",
                  _percent(row["float_accuracy"]), _percent(row["int8_golden_accuracy"])]
         if rtl is None:
-            cells += [RTL_NA, "n/a", "n/a", "n/a", "n/a", "n/a"]
+            cells += [RTL_NA, "n/a", "n/a", "n/a", "n/a", "n/a", "n/a"]
         else:
             flagged = rtl["error"] or rtl.get("y_tlast_ok") is False
             cells += [_percent(rtl["accuracy"]),
@@ -642,9 +757,44 @@ def format_table(results: dict) -> str:
                       f"{rtl['cycles_per_inference']:.1f}",
                       str(rtl["batch1_cycles"]) if "batch1_cycles" in rtl else "-",
                       _percent(rtl["utilization"]),
-                      f"{rtl['speedup_over_dense']:.2f}x" if "speedup_over_dense" in rtl else "-"]
+                      f"{rtl['speedup_over_dense']:.2f}x" if "speedup_over_dense" in rtl else "-",
+                      _engines(rtl)]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join(lines + _layer_table(results))
+
+
+def _engines(rtl: dict) -> str:
+    engines = ", ".join(rtl.get("engines", ())) or "-"
+    return engines + (" (model core)" if rtl.get("path") == "compiled" else "")
+
+
+def _layer_table(results: dict) -> list[str]:
+    """Per layer of every row run one layer at a time: its engine, its input's zeros, its
+    RTL cycles, and (BBS or cbs rows) what the golden cycle models predict on both engines
+    for the same inputs, and predicted on the training split when the engine was chosen."""
+    rows = [row for row in results["rows"] if row["rtl"] and row["rtl"].get("layers")]
+    if not rows:
+        return []
+    lines = ["", "Per layer (rows run one layer at a time): the layer's input zeros (layer 2: "
+             "the RTL's int8 hidden activations after the ReLU), its engine and RTL "
+             "cycles/inference; for the BBS or cbs rows, the golden models' cycles/inference "
+             "on both engines for the same inputs, and (chosen by) on the training split, "
+             "where the choice was made.", "",
+             "| pattern | layer | rows x cols | input zeros | engine | RTL cycles/inference "
+             "| predicted BBS | predicted cbs | chosen by (BBS / cbs) |",
+             "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        for k, layer in enumerate(row["rtl"]["layers"], start=1):
+            predicted = layer.get("predicted_cycles_per_inference", {})
+            chosen = layer.get("chosen_by")
+            lines.append(
+                f"| {row['label']} | {k} | {layer['rows']} x {layer['cols']} | "
+                f"{100 * layer['input_zero_fraction']:.1f} % | {layer['engine']} | "
+                f"{layer['cycles_per_inference']:.1f} | "
+                + " | ".join(f"{predicted[e]:.1f}" if e in predicted else "-" for e in CHOICES)
+                + " | " + (" / ".join(f"{chosen[e]:.1f}" for e in CHOICES) if chosen else "-")
+                + " |")
+    return lines
 
 
 def _rtl_ok(rtl: dict) -> bool:

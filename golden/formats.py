@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import csb, cycles, unstructured
+from . import cbs, csb, cycles, unstructured
 from .arith import clog2
 from .prune import check_bbs
 
@@ -39,6 +39,9 @@ class PackedRun:
     last_beat_extra: int = 0
     #: Engine-specific report entries (the stream order, for instance).
     report: dict = field(default_factory=dict)
+    #: Beats of each vector's w frame when the frames differ from vector to vector
+    #: (`w_words` then holds them in turn); None: one frame, sent once per vector.
+    w_frame_beats: list[int] | None = None
 
 
 class WireFormat:
@@ -53,6 +56,10 @@ class WireFormat:
     fixed_row_length: bool = False
     #: The core keeps a cycle counter of its own stalls (reported as crossbar stall cycles).
     counts_stalls: bool = False
+    #: The per-lane choices of DESIGN §2.1 the engine's core honours (``lut_multipliers``:
+    #: its products go through the shared MAC array; ``lutram_banks``: its vector banks are
+    #: the banked memories of §3.1). Any other must stay 0.
+    lane_choices: tuple = ()
 
     def check(self, cfg):
         """Rules this engine adds to DESIGN §2: ``(parameter, ok, rule)`` triples."""
@@ -95,6 +102,7 @@ class BBSFormat(WireFormat):
     name = "bbs"
     summary = "bank-balanced sparse core (CSB w stream, lane-transposed x, DESIGN §3-4)"
     fixed_row_length = True
+    lane_choices = ("lut_multipliers", "lutram_banks")
 
     def accumulator_terms(self, cfg) -> int:
         return cfg.nnz_per_row
@@ -131,6 +139,7 @@ class UnstructuredFormat(WireFormat):
     summary = ("unstructured engine: the same PEs behind a crossbar gather (row-wise "
                "compressed w stream, DESIGN §9)")
     counts_stalls = True
+    lane_choices = ("lut_multipliers",)
 
     def check(self, cfg):
         return (("lanes", cfg.lanes & (cfg.lanes - 1) == 0,
@@ -173,8 +182,88 @@ class UnstructuredFormat(WireFormat):
         derived["w_group_end_bit"] = cfg.w_beat_width - 1
 
 
+class CBSFormat(WireFormat):
+    """Column-bank-balanced weights, one column per nonzero activation (DESIGN §9.4)."""
+
+    name = "cbs"
+    summary = ("column engine: column-bank-balanced weights, zero activations skipped "
+               "(header + nonzero columns on w, DESIGN §9.4)")
+
+    def check(self, cfg):
+        rg_bits, round_bits = cbs.header_bits(cfg)
+        entries = cfg.pes * cfg.lanes * cfg.w_entry_width
+        return (
+            ("bank_size", cfg.bank_size % cfg.pes == 0,
+             f"must be a multiple of pes ({cfg.pes}) for pattern 'cbs' (a row group's rows "
+             f"share one bank and one address of the accumulators)"),
+            ("lanes", rg_bits + round_bits <= entries,
+             f"must leave room for the cbs header ({rg_bits + round_bits} bits) in the "
+             f"{entries} entry bits of a w beat"),
+        )
+
+    def accumulator_terms(self, cfg) -> int:
+        return cfg.cols  # a row may meet every column
+
+    def x_beats(self, cfg) -> int:
+        return -(-cfg.cols // cfg.lanes)
+
+    def index_width(self, cfg) -> int:
+        return max(1, clog2(cfg.bank_size))
+
+    def outline(self, cfg) -> str:
+        return (f"cbs: column banks of {cfg.bank_size} rows, {cfg.nnz_per_bank} kept; "
+                f"{cbs.column_rounds(cfg, cfg.cols) * cfg.nnz_per_bank} beats per nonzero "
+                f"activation at {cfg.cols} rows")
+
+    def weights_violation(self, cfg, W) -> str | None:
+        rows = np.shape(W)[0]
+        if rows > cfg.cols:
+            return (f"{rows} rows; the cbs accumulators hold at most cols = {cfg.cols} rows")
+        violation = cbs.check_cbs(W, cfg.bank_size, cfg.nnz_per_bank)
+        return None if violation is None else violation.message
+
+    def pack(self, cfg, W, X, **options) -> PackedRun:
+        frames = cbs.pack_w_frames(cfg, W, X)
+        nonzeros = [int(np.count_nonzero(x)) for x in np.atleast_2d(X)]
+        timing = cbs.run_cycles(cfg, W.shape[0], nonzeros)
+        beats = [len(frame) for frame in frames]
+        x_beats = cfg.x_beats
+        # Ideal: x loads hide behind the previous matrix; the last matrix's y leaves one
+        # row group a cycle after its last column.
+        ideal = x_beats + sum(beats) + sum(max(0, x_beats - f) for f in beats[:-1]) \
+            + cfg.row_groups(W.shape[0])
+        return PackedRun(
+            x_words=cbs.x_beat_ints(cfg, cbs.pack_x(cfg, X)),
+            w_words=[word for frame in frames for word in frame],
+            useful_macs=cbs.useful_macs(cfg, W.shape[0], X),
+            stream_cycles=sum(beats),
+            w_frame_beats=beats,
+            # As for every engine, the model's cycles without the latency of §14 (here the
+            # drain and the read-out, DESIGN §9.4): a run takes this plus the latency.
+            report={"predicted_cycles": timing.cycles - cbs.DRAIN - cbs.READOUT_LATENCY,
+                    "predicted_steady_cycles": timing.steady_cycles,
+                    "ideal_cycles": ideal,
+                    "ideal_steady_cycles": sum(beats),
+                    "nonzero_activations": nonzeros,
+                    "w_frame_beats": beats})
+
+    def describe(self, cfg, derived: dict) -> None:
+        for key in ("banks_per_row", "nnz_per_row", "rounds", "cycles_per_row"):
+            del derived[key]  # BBS row figures; the column engine streams columns
+        rg_bits, round_bits = cbs.header_bits(cfg)
+        derived["x_order"] = "beat t, lane l holds x[t*lanes + l]"
+        derived["column_lanes"] = cbs.column_lanes(cfg)
+        derived["max_rows"] = cfg.cols
+        derived["max_column_rounds"] = cbs.max_column_rounds(cfg)
+        derived["header"] = {"row_groups_minus_1": [0, rg_bits],
+                             "column_rounds_minus_1": [rg_bits, round_bits]}
+        derived["latency_note"] = ("cycles from accepting the last w beat of a matrix to "
+                                   "its first y beat being valid, with the y FIFO empty")
+
+
 #: Every engine's wire format, by the value of the ``pattern`` key.
-FORMATS: dict[str, WireFormat] = {f.name: f for f in (BBSFormat(), UnstructuredFormat())}
+FORMATS: dict[str, WireFormat] = {f.name: f for f in (BBSFormat(), UnstructuredFormat(),
+                                                      CBSFormat())}
 
 
 def format_of(cfg) -> WireFormat:

@@ -25,6 +25,7 @@ __all__ = [
     "prune",
     "prune_bbs",
     "prune_block",
+    "prune_cbs",
     "prune_nm",
     "prune_unstructured",
 ]
@@ -98,6 +99,23 @@ def prune_bbs(W, bank_size: int, nnz_per_bank: int) -> np.ndarray:
     """
     W = _matrix(W)
     return np.where(bbs_mask(W, bank_size, nnz_per_bank), W, 0).astype(W.dtype)
+
+
+def prune_cbs(W, bank_size: int, nnz_per_bank: int) -> np.ndarray:
+    """Column-bank-balanced pruning (DESIGN §9.4): BBS on the columns, ``bbs(W.T).T``.
+
+    Every column is cut into banks of `bank_size` consecutive rows and each bank keeps its
+    `nnz_per_bank` largest |w|; ties go to the lower row. A last bank cut short by the rows
+    is pruned as if padded with zero rows, as :func:`bbsparse.golden.cbs.check_cbs` checks
+    it (a padding zero is never kept before a real weight: it ranks below every |w| > 0 and
+    after every real zero). Returns a pruned copy with W's dtype.
+    """
+    W = _matrix(W)
+    rows = W.shape[0]
+    _check_bank(bank_size, bank_size, nnz_per_bank)
+    padded = np.zeros((-(-rows // bank_size) * bank_size, W.shape[1]), dtype=W.dtype)
+    padded[:rows] = W
+    return prune_bbs(padded.T, bank_size, nnz_per_bank).T[:rows].copy()
 
 
 def prune_nm(W, n: int, m: int) -> np.ndarray:
@@ -197,6 +215,16 @@ def _resolve_bbs(options, shape, source):
     bank_size, nnz, _ = _bbs_budget(options, shape, "bbs", "--bank-size and --nnz-per-bank",
                                     source)
     return {"bank_size": bank_size, "nnz_per_bank": nnz}, f"bbs {nnz}/{bank_size}"
+
+
+def _resolve_cbs(options, shape, source):
+    bank_size, nnz = options.get("bank_size"), options.get("nnz_per_bank")
+    if bank_size is None or nnz is None:
+        raise PruneOptionError("--pattern cbs needs --bank-size and --nnz-per-bank")
+    if nnz > bank_size:
+        raise PruneOptionError(
+            f"--nnz-per-bank ({nnz}) must not exceed --bank-size ({bank_size})")
+    return {"bank_size": bank_size, "nnz_per_bank": nnz}, f"cbs {nnz}/{bank_size} (column banks)"
 
 
 def _resolve_nm(options, shape, source):
@@ -302,6 +330,11 @@ PRUNERS: dict[str, Pruner] = {p.name: p for p in (
            "--block B [--blocks COUNT]: the COUNT B x B blocks of largest L1 norm; without\n"
            "--blocks, the count nearest to the nonzeros BBS with --bank-size/--nnz-per-bank\n"
            "keeps (rows * cols * N / K / B**2)", _resolve_block),
+    Pruner("cbs", prune_cbs, ("bank_size", "nnz_per_bank"), (),
+           "--bank-size K --nnz-per-bank N: the N largest |w| of every bank of K rows of a\n"
+           "column (BBS on the columns, for the column engine; a last bank cut short by the\n"
+           "rows counts as padded with zero rows)",
+           _resolve_cbs),
 )}
 
 #: Every option a pruner may take, shared or its own.

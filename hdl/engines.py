@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..golden.formats import FORMATS, WireFormat, format_of
+from .cbs import CBSSpMV
 from .result_queue import ResultQueue
 from .spmv import BBSSpMV
 from .unstructured import UnstructuredSpMV
@@ -61,7 +62,10 @@ class Engine:
     def memories(self, config) -> list[MemoryNeed]:
         """The core's memories: per PE, one vector bank per lane holding two x buffers, and
         the y FIFO's storage (``SyncFIFOBuffered(depth=credits + 1)`` keeps ``credits``
-        words in a memory and one in a register)."""
+        words in a memory and one in a register). A core with other memories describes
+        them itself (``memories_of``: role, count, depth, width)."""
+        if hasattr(self.core, "memories_of"):
+            return [MemoryNeed(*need) for need in self.core.memories_of(config)]
         return [
             MemoryNeed("vector banks", config.pes * config.lanes, 2 * config.x_beats,
                        config.act_width),
@@ -77,6 +81,8 @@ ENGINES: dict[str, Engine] = {
     # `lanes` banks, two buffers deep.
     "unstructured": Engine(FORMATS["unstructured"], UnstructuredSpMV,
                            stall_counter="dut.gather.stall_cycles"),
+    # The column engine: nonzero lists, two accumulator sets, the y FIFO (DESIGN §9.4).
+    "cbs": Engine(FORMATS["cbs"], CBSSpMV),
 }
 
 assert set(ENGINES) == set(FORMATS), "every wire format needs an engine and vice versa"

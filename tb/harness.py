@@ -160,7 +160,7 @@ def simulate(config: Config, x_words: list[int], w_words: list[int], *, vectors:
              y_beats: int, seed: int = 1, stalls: Stalls = Stalls(),
              waves: str | Path | None = None, max_cycles: int | None = None,
              workdir: str | Path | None = None, log=None, build=None,
-             plusargs: tuple[str, ...] = ()) -> RawRun:
+             plusargs: tuple[str, ...] = (), w_frames: list[int] | None = None) -> RawRun:
     """Stream `vectors` x frames (`x_words`, ``x_beats`` each) and the w frame `w_words` once
     per vector into the core under Verilator, until `y_beats` y beats have arrived.
 
@@ -168,7 +168,9 @@ def simulate(config: Config, x_words: list[int], w_words: list[int], *, vectors:
     produce. SimulationError if the run does not finish (see :data:`HANG_CYCLES`;
     `max_cycles`, if given, is an absolute limit). `build` makes the wrapper binary from the
     stream sizes, as :func:`build_simulator` (the default, around the core's RTL) does;
-    `plusargs` go to the simulator after the wrapper's own."""
+    `plusargs` go to the simulator after the wrapper's own. `w_frames`, when given, are
+    the beats of each vector's own w frame (`w_words` holds them in turn: an engine whose
+    frame depends on the vector, DESIGN §9.4) instead of one frame replayed."""
     build = build or functools.partial(build_simulator, config)
     folder, cached = build_telling_cache(
         lambda note: build(len(x_words), len(w_words), y_beats, waves=waves is not None,
@@ -177,12 +179,16 @@ def simulate(config: Config, x_words: list[int], w_words: list[int], *, vectors:
         tmp = Path(tmp)
         _write_hex(tmp / "x.hex", x_words, config.x_beat_width)
         _write_hex(tmp / "w.hex", w_words, config.w_beat_width)
+        frames = []
+        if w_frames is not None:  # one frame per vector, each of its own length
+            _write_hex(tmp / "wlens.hex", w_frames, 32)
+            frames = [f"+WLENS={tmp / 'wlens.hex'}"]
         figures, wall = run_wrapper(
             folder, [f"+XFILE={tmp / 'x.hex'}", f"+WFILE={tmp / 'w.hex'}",
                      f"+YFILE={tmp / 'y.hex'}", f"+VECTORS={vectors}",
                      f"+WBEATS={len(w_words)}", f"+YBEATS={y_beats}",
                      f"+SEED={seed & 0xFFFFFFFF}", *stalls.plusargs(),
-                     f"+HANG_CYCLES={HANG_CYCLES}", *plusargs],
+                     f"+HANG_CYCLES={HANG_CYCLES}", *frames, *plusargs],
             max_cycles=max_cycles, waves=waves)
         if not figures["done"]:
             where = (f"after {figures['sim_cycles']} cycles: {figures['y_received']} of "
@@ -225,7 +231,8 @@ def run_spmv(config: Config, W, X, *, seed: int = 1, stalls: Stalls = Stalls(),
     y_total = vectors * groups
 
     raw = simulate(config, x_words, w_words, vectors=vectors, y_beats=y_total, seed=seed,
-                   stalls=stalls, waves=waves, max_cycles=max_cycles, workdir=workdir, log=log)
+                   stalls=stalls, waves=waves, max_cycles=max_cycles, workdir=workdir, log=log,
+                   w_frames=packed.w_frame_beats)
     figures, y_words, wall = raw.figures, raw.y_words, raw.wall_seconds
 
     mask = (1 << config.y_beat_width) - 1

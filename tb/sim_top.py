@@ -17,6 +17,9 @@ Run-time knobs are plusargs, so one build serves every run of a configuration:
     +XFILE= +WFILE= +YFILE=   hex files in and out (no +WFILE= without a w port)
     +VECTORS=n                x frames (a batch); the w frame is replayed once per vector
     +WBEATS=n                 beats of the w frame (only with a w port)
+    +WLENS=file               optional: hex beat counts of one w frame per vector, held in
+                              turn in +WFILE= (an engine whose frame depends on x); without
+                              it the one w frame of +WBEATS= beats is replayed per vector
     +YBEATS=n                 y beats expected in all
     +SEED=n                   seed of the stall generators
     +X_IDLE= +W_IDLE= +Y_STALL=   probabilities in 1/65536 of an idle source beat / a sink
@@ -83,6 +86,10 @@ module {name} (input wire clk);
 
   reg [XW-1:0] xmem [0:XD-1];
   reg [WW-1:0] wmem [0:WD-1];  //+w
+  reg [31:0]   wlen [0:XD-1];  // beats of each vector's w frame (+WLENS=)  //+w
+  reg [1023:0] wlensfile;  //+w
+  reg use_wlens;  //+w
+  integer wbase;  // first beat of the current w frame in wmem  //+w
   reg [YW:0]   ymem [0:YD-1];  // {{tlast, tdata}}
 
   reg [1023:0] xfile, wfile, yfile;  //+w
@@ -113,7 +120,7 @@ module {name} (input wire clk);
   initial begin
     rst = 1'b1; reset_count = 4'd0; cycle = 64'd0;
     x_tvalid = 1'b0; w_tvalid = 1'b0; y_tready = 1'b0;  //+w
-    xi = 0; wb = 0; wf = 0; yi = 0; y_hold = 0;  //+w
+    xi = 0; wb = 0; wf = 0; yi = 0; y_hold = 0; wbase = 0;  //+w
     first_x = 0; last_y = 0; first_w = 0; last_w = 0;  //+w
     w_beats = 0; x_wait = 0; w_wait = 0; y_wait = 0;  //+w
     seen_x = 1'b0; seen_w = 1'b0; error_seen = 1'b0; stuck = 64'd0;  //+w
@@ -127,6 +134,7 @@ module {name} (input wire clk);
     if (!$value$plusargs("YFILE=%s", yfile)) $fatal(1, "missing +YFILE=");
     if (!$value$plusargs("VECTORS=%d", vectors)) $fatal(1, "missing +VECTORS=");
     if (!$value$plusargs("WBEATS=%d", w_frame_beats)) $fatal(1, "missing +WBEATS=");  //+w
+    use_wlens = $value$plusargs("WLENS=%s", wlensfile) != 0;  //+w
     if (!$value$plusargs("YBEATS=%d", y_total)) $fatal(1, "missing +YBEATS=");
     if (!$value$plusargs("SEED=%d", seed)) seed = 1;
     if (!$value$plusargs("X_IDLE=%d", x_idle)) x_idle = 0;
@@ -141,6 +149,7 @@ module {name} (input wire clk);
     if (seed == 0) seed = 32'h9e3779b9;  // xorshift must not start at zero
     $readmemh(xfile, xmem, 0, vectors * X_BEATS - 1);
     $readmemh(wfile, wmem, 0, w_frame_beats - 1);  //+w
+    if (use_wlens) $readmemh(wlensfile, wlen, 0, vectors - 1);  //+w
   end
 
   // Three independent xorshift32 generators, one per stream.  //+w
@@ -163,7 +172,8 @@ module {name} (input wire clk);
   wire w_fire = w_tvalid && w_tready;  //+w
   wire y_fire = y_tvalid && y_tready;
   wire x_last = ((xi + 1) % X_BEATS) == 0;
-  wire w_last = wb == w_frame_beats - 1;  //+w
+  wire [31:0] frame_beats = use_wlens ? wlen[wf] : w_frame_beats;  //+w
+  wire w_last = wb == frame_beats - 1;  //+w
   // The wrapper offers the core everything it can: y is ready and every source that has
   // beats left offers one. A healthy core then transfers something within its latency (or a
   // crossbar conflict); only a hung one stays still for long.
@@ -176,7 +186,7 @@ module {name} (input wire clk);
     .clk(clk), .rst(rst),
     .s_axis_x_tdata(xmem[xi]), .s_axis_x_tvalid(x_tvalid), .s_axis_x_tready(x_tready),
     .s_axis_x_tlast(x_last),
-    .s_axis_w_tdata(wmem[wb]), .s_axis_w_tvalid(w_tvalid), .s_axis_w_tready(w_tready),  //+w
+    .s_axis_w_tdata(wmem[wbase + wb]), .s_axis_w_tvalid(w_tvalid), .s_axis_w_tready(w_tready),  //+w
     .s_axis_w_tlast(w_last),  //+w
     .m_axis_y_tdata(y_tdata), .m_axis_y_tvalid(y_tvalid), .m_axis_y_tready(y_tready),
     .m_axis_y_tlast(y_tlast),
@@ -201,7 +211,7 @@ module {name} (input wire clk);
       if (!x_tvalid || x_fire)
         x_tvalid <= (xi + (x_fire ? 1 : 0) < vectors * X_BEATS) && ({{16'd0, rx[15:0]}} >= x_idle);
       if (w_fire) begin  //+w
-        if (w_last) begin wb <= 0; wf <= wf + 1; end else wb <= wb + 1;  //+w
+        if (w_last) begin wb <= 0; wf <= wf + 1; wbase <= use_wlens ? wbase + frame_beats : 0; end else wb <= wb + 1;  //+w
       end  //+w
       if (!w_tvalid || w_fire)  //+w
         w_tvalid <= (wf + ((w_fire && w_last) ? 1 : 0) < vectors) && ({{16'd0, rw[15:0]}} >= w_idle);  //+w

@@ -47,6 +47,7 @@ from ..golden.config import Config, ConfigError
 from ..golden.prune import OPTIONS, PRUNERS, PruneOptionError
 from ..golden.unstructured import ORDERS
 from ..hdl.engines import ENGINES
+from ..hdl.generate import describe
 from . import harness
 from .harness import Stalls
 
@@ -151,8 +152,10 @@ def _fits(config: Config) -> bool:
 
 def max_rows(config: Config) -> int:
     """Rows a case of `config` may have: :data:`MAX_ROWS`, or fewer where the w frame would
-    outgrow the smallest memory bucket."""
-    return max(1, min(MAX_ROWS, config.pes * (BUCKET // group_beats(config))))
+    outgrow the smallest memory bucket or the engine holds fewer (``derived.max_rows`` of
+    its description: the cbs accumulators hold ``cols`` rows, DESIGN §9.4)."""
+    engine_rows = describe(config)["derived"].get("max_rows", MAX_ROWS)
+    return max(1, min(MAX_ROWS, engine_rows, config.pes * (BUCKET // group_beats(config))))
 
 
 def draw_pool(seed: int, size: int, engines) -> list[Config]:

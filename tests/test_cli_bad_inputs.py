@@ -250,8 +250,8 @@ def test_loader_refuses_a_device(capsys):
     (["tree_levels_per_stage=100"], "tree_levels_per_stage must be at most 16"),
     (["bank_size=2048"], "bank_size must not exceed cols (1024), not 2048"),
     (["lanes=1" + "0" * 5000], "--set lanes: cannot read the value '1000"),
-    (["pattern=[1, 2]"], "pattern must be one of 'bbs', 'unstructured', not [1, 2]"),
-    (["pattern={a = 1}"], "pattern must be one of 'bbs', 'unstructured', not {'a': 1}"),
+    (["pattern=[1, 2]"], "pattern must be one of 'bbs', 'unstructured', 'cbs', not [1, 2]"),
+    (["pattern={a = 1}"], "pattern must be one of 'bbs', 'unstructured', 'cbs', not {'a': 1}"),
     # Was exit 0, bank_size silently dropped.
     (["lanes=4\nbank_size=4"], "--set lanes: one name=value a --set"),
 ])

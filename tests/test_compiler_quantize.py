@@ -59,7 +59,7 @@ def parts(layers):
 
 
 def test_core_shape_rejects_bad_choices():
-    with pytest.raises(CompileError, match="pattern must be one of 'bbs', 'unstructured', "
+    with pytest.raises(CompileError, match="pattern must be one of 'bbs', 'unstructured', 'cbs', "
                                            "not 'block'"):
         CoreShape(pattern="block", bank_size=8, nnz_per_bank=2)
     with pytest.raises(CompileError, match=r"core: nnz_per_bank must not exceed bank_size \(8\)"

@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from bbsparse import demo_digits as demo
 from bbsparse.cli import main
+from bbsparse.golden.cbs import check_cbs
 from bbsparse.golden.config import load_config
 from bbsparse.golden.prune import check_bbs
 
@@ -172,6 +173,8 @@ def test_rtl_matches_golden_on_a_few_images(tmp_path, capsys):
     line = next(row for row in table.splitlines() if row.startswith("| unstructured"))
     assert demo.RTL_NA not in line and "0 / 6" in line
     assert [cell.strip() for cell in line.split("|")][9] == "-"  # no batch-1 figure
+    assert [cell.strip() for cell in line.split("|")][12] == "unstructured, unstructured"
+    assert bbs_line.rstrip(" |").endswith("bbs, bbs (model core)")
     assert json.loads((out / "results.json").read_text())["test_images"] == 6
     # The unstructured layer configurations replay with `bbsparse spmv --config`.
     assert load_config(out / "unstructured-1-8" / "layer2.toml").pattern == "unstructured"
@@ -181,6 +184,47 @@ def test_rtl_matches_golden_on_a_few_images(tmp_path, capsys):
                  "--labels", str(out / "y_test.npy"), "--out", str(replay)]) == 0
     capsys.readouterr()
     np.testing.assert_array_equal(np.load(replay), logits_rtl)
+
+
+def test_choice_row_runs_layer1_on_cbs_and_layer2_on_bbs(tmp_path):
+    """The "BBS or cbs" row, small: each layer on the engine the golden cycle models predict
+    faster. Layer 1 (256 x 64) skips the half of the pixels that are zero and wins on cbs;
+    layer 2 has 10 rows, two row banks over 16 lanes, and stays on BBS. Both layers agree
+    with golden on the RTL, in exactly the cycles predicted for the engine that ran."""
+    out = tmp_path / "demo"
+    results = demo.run(out, SEED, patterns=[pattern("choice-8-2")], test_images=6,
+                       train_epochs=2, finetune_epochs=1, log=lambda _: None)
+    (row,) = results["rows"]
+    rtl = row["rtl"]
+    assert rtl["path"] == "per-layer" and demo.all_match(results)
+    assert rtl["logit_mismatches"] == 0 and rtl["hidden_mismatches"] == 0
+    assert rtl["engines"] == ["cbs", "bbs"]
+    first, second = rtl["layers"]
+    for layer in (first, second):
+        chosen = layer["chosen_by"]
+        assert chosen[layer["engine"]] == min(chosen.values())
+        # Without stalls the RTL takes exactly the golden model's cycles.
+        assert layer["predicted_cycles_per_inference"][layer["engine"]] == pytest.approx(
+            layer["cycles_per_inference"])
+    assert 0.3 < first["input_zero_fraction"] < 0.7  # the pixels' background
+    assert second["input_zero_fraction"] > 0  # ReLU zeros
+    assert first["chosen_by"]["cbs"] < 0.7 * first["chosen_by"]["bbs"]
+    assert second["chosen_by"]["cbs"] > 3 * second["chosen_by"]["bbs"]
+    assert rtl["cycles"] == first["cycles"] + second["cycles"]
+    # Layer 1 follows cbs (column banks of 8 keep 2), layer 2 BBS (row banks of 8 keep 2).
+    W1, W2 = np.load(out / "choice-8-2" / "W1.npy"), np.load(out / "choice-8-2" / "W2.npy")
+    assert check_cbs(W1, 8, 2) is None and check_bbs(W1, 8, 2) is not None
+    assert check_bbs(W2, 8, 2) is None
+    layer1 = load_config(out / "choice-8-2" / "layer1.toml")
+    # The cbs accumulators hold cols rows: layer 1's 256 rows take a core 256 wide.
+    assert (layer1.pattern, layer1.cols) == ("cbs", 256)
+    table = (out / "table.md").read_text().splitlines()
+    line = next(line for line in table if line.startswith("| BBS or cbs 2/8"))
+    assert "0 / 6" in line and line.rstrip(" |").endswith("cbs, bbs")
+    layer_lines = [line for line in table if line.startswith("| BBS or cbs 2/8 per layer | ")]
+    assert len(layer_lines) == 3  # the row and its two layers
+    assert "| 1 | 256 x 64 |" in layer_lines[1] and "| cbs |" in layer_lines[1]
+    assert "| 2 | 10 x 256 |" in layer_lines[2] and "| bbs |" in layer_lines[2]
 
 
 def _row(**rtl):

@@ -219,7 +219,7 @@ def test_prune_dispatches_by_name():
 def test_prune_refuses_unknown_pattern_and_parameters():
     W = np.ones((2, 4), dtype=int)
     with pytest.raises(ValueError,
-                       match="unknown pattern 'csr'; known: bbs, nm, unstructured, block$"):
+                       match="unknown pattern 'csr'; known: bbs, nm, unstructured, block, cbs$"):
         prune(W, "csr")
     with pytest.raises(ValueError, match="pattern 'block' takes block, keep, not block$"):
         prune(W, "block", block=2)

@@ -18,7 +18,7 @@ def test_pattern_parameter():
     with pytest.raises(ConfigError, match="lanes must be a power of two for pattern "
                                           "'unstructured'.*not 6"):
         Config(lanes=6, cols=64, pattern="unstructured")
-    with pytest.raises(ConfigError, match="pattern must be one of 'bbs', 'unstructured', "
+    with pytest.raises(ConfigError, match="pattern must be one of 'bbs', 'unstructured', 'cbs', "
                                           "not 'blocky'"):
         Config(pattern="blocky")
 

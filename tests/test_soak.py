@@ -106,7 +106,7 @@ def test_replay_through_the_command_writes_waves_and_json(tmp_path, capsys):
     assert verify(["--seed", str(SLICE.seed), "--configs", "6", "--case", "9",
                    "--waves", str(waves), "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "case 9: configuration 4 (lanes=3 pes=1" in text and "case 9: ok" in text
+    assert "case 9: configuration 4 (lanes=4 pes=4" in text and "case 9: ok" in text
     assert waves.read_text().startswith("$")  # a VCD header
     report = json.loads(out.read_text())
     assert report["index"] == 9 and report["problems"] == [] and report["seed"] == SLICE.seed

@@ -150,11 +150,25 @@ def _step(log: Log, number: int, total: int, text: str, started: float) -> None:
     log(f"[{number}/{total}] {text} ({time.monotonic() - started:.1f} s)")
 
 
+def _check_model_core(shape: CoreShape) -> None:
+    """The model core runs the BBS engine only (DESIGN §16.3): refuse any other pattern
+    before anything is read, naming the patterns it runs."""
+    from ..golden.formats import FORMATS, BBSFormat
+
+    if not isinstance(FORMATS[shape.pattern], BBSFormat):
+        supported = ", ".join(repr(name) for name, fmt in FORMATS.items()
+                              if isinstance(fmt, BBSFormat))
+        raise CompileError(f"pattern {shape.pattern!r}: the model core runs only {supported} "
+                           f"(the {shape.pattern!r} engine runs one layer at a time: bbsparse "
+                           f"spmv --set pattern={shape.pattern})")
+
+
 def compile_model(options: CompileOptions, out: str | Path, *, log: Log = print) -> dict:
     """Compile `options.model` into the folder `out`; return the manifest."""
     from ..onnx_import import read_model
 
     started = time.monotonic()
+    _check_model_core(options.shape)
     out = Path(out)
     _check_out(out)
     fpga = options.target != "sim"

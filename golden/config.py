@@ -90,6 +90,12 @@ class Config:
     # ("bbs": the bank-balanced core of DESIGN §3-4; "unstructured": the same PEs behind
     # the crossbar gather).
     pattern: str = "bbs"
+    # Micro-architecture, per lane (DESIGN §2.1): the last `lut_multipliers` of the
+    # multipliers (PE-major: PE p's lane l is multiplier p * lanes + l) are built from LUTs
+    # and carry chains instead of the platform's hard multiplier; the last `lutram_banks`
+    # vector banks (same order) are held in LUT RAM whatever Yosys' costs would choose.
+    lut_multipliers: int = 0
+    lutram_banks: int = 0
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -155,6 +161,14 @@ class Config:
             f"must be a multiple of bank_size ({self.bank_size})",
         )
 
+        for name, what in (("lut_multipliers", "multipliers"), ("lutram_banks", "vector banks")):
+            value = getattr(self, name)
+            self._require(name, value >= 0, "must not be negative")
+            self._require(name, value <= self.multipliers,
+                          f"must not exceed the {what} (lanes x pes = {self.multipliers})")
+            self._require(name, value == 0 or name in self.format.lane_choices,
+                          f"must be 0 for pattern {self.pattern!r} (its core does not choose "
+                          f"this per lane)")
         for name, ok, rule in self.format.check(self):
             self._require(name, ok, rule)
         bits = self.vector_memory_bits
@@ -259,6 +273,19 @@ class Config:
     @property
     def multipliers(self) -> int:
         return self.pes * self.lanes
+
+    @property
+    def dsp_multipliers(self) -> int:
+        """Multipliers on the platform's multiplier (the first ones, PE-major)."""
+        return self.multipliers - self.lut_multipliers
+
+    def lut_lanes_of(self, pe: int) -> int:
+        """How many of PE `pe`'s lanes (its last ones) have LUT multipliers."""
+        return min(self.lanes, max(0, self.lut_multipliers - (self.pes - 1 - pe) * self.lanes))
+
+    def lutram_lanes_of(self, pe: int) -> int:
+        """How many of PE `pe`'s vector banks (its last lanes') are held in LUT RAM."""
+        return min(self.lanes, max(0, self.lutram_banks - (self.pes - 1 - pe) * self.lanes))
 
     @property
     def vector_memory_bits(self) -> int:

@@ -108,6 +108,10 @@ class Gather(wiring.Component):
 
     Data comes back in request order, beside the request's `side` payload (carried along
     unchanged). ``stall_cycles`` counts the cycles a row needed beyond its first.
+    ``served`` is high in the cycle a row's last requests are granted, when its last words
+    are read from the memories (two cycles before it leaves on `resp`), with the row's side
+    payload in ``served_side``: a user can free what the row reads (the unstructured
+    core's x buffer) without waiting for the response.
 
     Ports
     -----
@@ -117,6 +121,7 @@ class Gather(wiring.Component):
         Lanes outside `mask` read nothing and return 0.
     resp : Out(stream) of {data: lanes*copies words, side}
     stall_cycles : Out(32)
+    served : Out(1); served_side : Out(side_width)  see above
 
     Latency 3 cycles (arbitrate, read, output register). Throughput one row a cycle without
     conflicts; a row whose busiest bank has k requests takes k cycles. Back-pressure on
@@ -149,6 +154,8 @@ class Gather(wiring.Component):
                 "side": side_width,
             }))),
             "stall_cycles": Out(32),
+            "served": Out(1),
+            "served_side": Out(side_width),
         })
 
     LATENCY = 3
@@ -174,7 +181,12 @@ class Gather(wiring.Component):
         # Stage A: the row being arbitrated.
         a_valid, a_row, banks, addresses, grant, finishing, stalls = request_stage(
             m, self.req, mode=self._mode, lanes=lanes, copies=copies, advance=advance)
-        m.d.comb += self.stall_cycles.eq(stalls)
+        m.d.comb += [
+            self.stall_cycles.eq(stalls),
+            # The memories read in the cycles they are enabled (`advance`).
+            self.served.eq(finishing & advance),
+            self.served_side.eq(a_row.side),
+        ]
 
         # The memories: bank k of a set reads the address of the lane granted to it.
         b_grant = Signal(count)

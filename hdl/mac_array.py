@@ -5,6 +5,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden.config import Config
+from .lut_multiplier import LUTMultiplier
 from .output_stage import OutputStage
 from .pe import PE
 from .pipeline import delay
@@ -27,6 +28,11 @@ class MACArray(wiring.Component):
 
     Latency :attr:`latency` cycles from the `last` beat of a group to `y_valid`; one beat a
     cycle, never stalls.
+
+    Multipliers: the last ``config.lut_multipliers`` (PE-major: PE ``p``'s lane ``l`` is
+    multiplier ``p*lanes + l``) are LUT multipliers, the others the platform's
+    (:class:`PE`). With any LUT multiplier, every PE runs at the LUT multiplier's latency
+    (:meth:`multiplier_latency_of`), so all PEs stay in lockstep.
     """
 
     def __init__(self, config: Config):
@@ -44,8 +50,15 @@ class MACArray(wiring.Component):
         })
 
     @staticmethod
+    def multiplier_latency_of(config: Config) -> int:
+        """Cycles of every PE's multipliers: 2 (operand and product registers, or the
+        platform's multiplier), or the LUT multiplier's when there is any."""
+        return LUTMultiplier.DEFAULT_LATENCY if config.lut_multipliers else 2
+
+    @staticmethod
     def latency_of(config: Config) -> int:
-        return PE.latency_of(config.lanes, config.tree_levels_per_stage) + OutputStage.LATENCY
+        return (PE.latency_of(config.lanes, config.tree_levels_per_stage,
+                              MACArray.multiplier_latency_of(config)) + OutputStage.LATENCY)
 
     @property
     def latency(self) -> int:
@@ -56,7 +69,9 @@ class MACArray(wiring.Component):
         m = Module()
         for index in range(c.pes):
             pe = PE(lanes=c.lanes, weight_width=c.weight_width, act_width=c.act_width,
-                    acc_width=c.acc_width, tree_levels_per_stage=c.tree_levels_per_stage)
+                    acc_width=c.acc_width, tree_levels_per_stage=c.tree_levels_per_stage,
+                    lut_lanes=c.lut_lanes_of(index),
+                    multiplier_latency=self.multiplier_latency_of(c))
             stage = OutputStage(acc_width=c.acc_width, out_width=c.out_width,
                                 out_shift=c.out_shift, relu=c.relu)
             m.submodules[f"pe{index}"] = pe

@@ -5,6 +5,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .adder_tree import AdderTree
+from .lut_multiplier import LUTMultiplier
 from .pipeline import delay, require_positive
 
 __all__ = ["PE"]
@@ -25,25 +26,47 @@ class PE(wiring.Component):
     acc_valid : Out(1)
         High for one cycle, :attr:`latency` cycles after the `last` beat was presented.
 
-    Pipeline: operand registers, product registers (so that Yosys packs both into a hard
-    DSP: SB_MAC16), the adder tree (:class:`AdderTree`), the accumulator register. One beat
-    per cycle, no stall: :attr:`latency` = 3 + tree latency.
+    Pipeline: the multipliers (`multiplier_latency` cycles, at least 2: operand and product
+    registers, so that Yosys packs both into a hard DSP: SB_MAC16), the adder tree
+    (:class:`AdderTree`), the accumulator register. One beat per cycle, no stall:
+    :attr:`latency` = `multiplier_latency` + tree latency + 1.
 
-    Platform hook: when the platform has ``get_multiplier(a_width, b_width)`` and it returns
-    a multiplier (ports ``a``, ``b``, ``p``, ``latency`` 2) rather than None, each lane uses
-    it in place of its operand registers, ``*`` and product register (the ECP5's
-    MULT18X18D with its own registers: Yosys would keep the registers in the fabric). The
-    latency is the same either way.
+    Multipliers, per lane:
+
+    - the last `lut_lanes` lanes: a :class:`~.lut_multiplier.LUTMultiplier` (LUTs and carry
+      chains only, never a DSP block) of latency `multiplier_latency`, on every platform and
+      in simulation alike;
+    - the others, platform hook: when the platform has ``get_multiplier(a_width, b_width)``
+      and it returns a multiplier (ports ``a``, ``b``, ``p``, ``latency`` 2) rather than None,
+      the lane uses it in place of its operand registers, ``*`` and product register (the
+      ECP5's MULT18X18D with its own registers: Yosys would keep the registers in the
+      fabric); otherwise the fabric's registers and ``*``, which Yosys maps to the device's
+      DSP block.
+
+    A multiplier faster than `multiplier_latency` has its product delayed by registers to
+    match, so every lane (and every PE of a MAC array, which gives all its PEs the same
+    `multiplier_latency`) keeps the same latency.
     """
 
     def __init__(self, *, lanes: int, weight_width: int, act_width: int, acc_width: int,
-                 tree_levels_per_stage: int = 1):
+                 tree_levels_per_stage: int = 1, lut_lanes: int = 0,
+                 multiplier_latency: int = 2):
         require_positive(lanes=lanes, weight_width=weight_width, act_width=act_width,
                          acc_width=acc_width, tree_levels_per_stage=tree_levels_per_stage)
         product = weight_width + act_width
         if acc_width < product:
             raise ValueError(
                 f"acc_width must hold one product (at least {product}), not {acc_width!r}")
+        if isinstance(lut_lanes, bool) or not isinstance(lut_lanes, int) \
+                or not 0 <= lut_lanes <= lanes:
+            raise ValueError(f"lut_lanes must be an integer from 0 to lanes ({lanes}), not "
+                             f"{lut_lanes!r}")
+        if isinstance(multiplier_latency, bool) or not isinstance(multiplier_latency, int) \
+                or multiplier_latency < 2:
+            raise ValueError(f"multiplier_latency must be an integer of at least 2, not "
+                             f"{multiplier_latency!r}")
+        self._lut_lanes = lut_lanes
+        self._multiplier_latency = multiplier_latency
         self._lanes = lanes
         self._weight_width = weight_width
         self._act_width = act_width
@@ -64,23 +87,34 @@ class PE(wiring.Component):
         return self._lanes
 
     @staticmethod
-    def latency_of(lanes: int, tree_levels_per_stage: int) -> int:
-        """Cycles from a beat at the inputs to its row's result at `acc`: operand and product
-        registers, the tree, the accumulator."""
-        return 2 + AdderTree.latency_of(lanes, tree_levels_per_stage) + 1
+    def latency_of(lanes: int, tree_levels_per_stage: int, multiplier_latency: int = 2) -> int:
+        """Cycles from a beat at the inputs to its row's result at `acc`: the multipliers,
+        the tree, the accumulator."""
+        return multiplier_latency + AdderTree.latency_of(lanes, tree_levels_per_stage) + 1
 
     @property
     def latency(self) -> int:
-        return self.latency_of(self._lanes, self._tree_levels_per_stage)
+        return self.latency_of(self._lanes, self._tree_levels_per_stage,
+                               self._multiplier_latency)
+
+    @property
+    def lut_lanes(self) -> int:
+        return self._lut_lanes
 
     def _multipliers(self, platform) -> list:
-        """Per lane, the platform's multiplier (``get_multiplier`` hook), or None for the
-        fabric's registers and ``*``."""
+        """Per lane, a LUT multiplier (the last `lut_lanes`), the platform's multiplier
+        (``get_multiplier`` hook), or None for the fabric's registers and ``*``."""
+        first_lut = self._lanes - self._lut_lanes
         get_multiplier = getattr(platform, "get_multiplier", None)
-        if get_multiplier is None:
-            return [None] * self._lanes
         multipliers = []
-        for _ in range(self._lanes):
+        for lane in range(self._lanes):
+            if lane >= first_lut:
+                multipliers.append(LUTMultiplier(self._act_width, self._weight_width,
+                                                 latency=self._multiplier_latency))
+                continue
+            if get_multiplier is None:
+                multipliers.append(None)
+                continue
             mult = get_multiplier(self._act_width, self._weight_width)
             latency = getattr(mult, "latency", None)
             if mult is not None and latency != 2:
@@ -99,8 +133,14 @@ class PE(wiring.Component):
         for lane, mult in enumerate(multipliers):
             if mult is not None:
                 m.submodules[f"lane{lane}_mult"] = mult
-                m.d.comb += [mult.a.eq(self.x[lane]), mult.b.eq(self.weight[lane]),
-                             tree.terms[lane].eq(mult.p[:product_width])]
+                m.d.comb += [mult.a.eq(self.x[lane]), mult.b.eq(self.weight[lane])]
+                # A faster multiplier waits for the slowest (a LUT lane's).
+                product = Signal(signed(product_width), name=f"lane{lane}_p")
+                m.d.comb += [
+                    product.eq(mult.p[:product_width]),
+                    tree.terms[lane].eq(delay(m, product, self._multiplier_latency - mult.latency,
+                                              f"lane{lane}_product")),
+                ]
                 continue
             x_operand = Signal(signed(self._act_width), name=f"lane{lane}_x_operand")
             w_operand = Signal(signed(self._weight_width), name=f"lane{lane}_w_operand")
@@ -110,10 +150,11 @@ class PE(wiring.Component):
                 w_operand.eq(self.weight[lane]),
                 product.eq(x_operand * w_operand),
             ]
-            m.d.comb += tree.terms[lane].eq(product)
+            m.d.comb += tree.terms[lane].eq(
+                delay(m, product, self._multiplier_latency - 2, f"lane{lane}_product"))
 
-        # Control travels beside the data: 2 cycles to the products, then the tree.
-        stages = 2 + tree.latency
+        # Control travels beside the data: the multipliers' cycles, then the tree.
+        stages = self._multiplier_latency + tree.latency
         valid = delay(m, self.valid, stages, "valid")
         first = delay(m, self.first, stages, "first")
         last = delay(m, self.last, stages, "last")

@@ -67,12 +67,19 @@ class ResultQueue(wiring.Component):
         pop = self.y.tvalid & self.y.tready
         can_start = Signal(init=1)
         m.d.comb += self.can_start.eq(can_start)
-        m.d.sync += inflight.eq(inflight + self.start - pop)
-        # inflight <= credits always, so a pop alone always leaves room.
+        # `start` and `pop` come late in the cycle (from the stream handshakes): the counts
+        # one up and one down, and the flag after a start, are formed from the register
+        # alone, and the handshakes only pick among them.
+        up = Signal.like(inflight, name="inflight_up")
+        down = Signal.like(inflight, name="inflight_down")
+        room_after_start = Signal(name="room_after_start")
+        m.d.comb += [up.eq(inflight + 1), down.eq(inflight - 1),
+                     room_after_start.eq(inflight < self._credits - 1)]
         with m.If(self.start & ~pop):
-            m.d.sync += can_start.eq(inflight < self._credits - 1)
+            m.d.sync += [inflight.eq(up), can_start.eq(room_after_start)]
         with m.Elif(~self.start & pop):
-            m.d.sync += can_start.eq(1)
+            # inflight <= credits always, so a pop alone always leaves room.
+            m.d.sync += [inflight.eq(down), can_start.eq(1)]
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=self.entry_width(self._width),
                                                     depth=self._credits + 1)
         m.d.comb += [

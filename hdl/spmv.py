@@ -11,7 +11,7 @@ from .banks import VectorBanks
 from .mac_array import MACArray
 from .pipeline import delay
 from .result_queue import ResultQueue
-from .xbuffer import XBuffers
+from .xbuffer import XBuffers, write_stage
 
 __all__ = ["BBSSpMV"]
 
@@ -41,12 +41,14 @@ class BBSSpMV(wiring.Component):
     """
 
     # A w beat's activation reaches the MAC array MEMORY_LATENCY cycles after the beat is
-    # accepted: the read address (round base + in-bank index) is registered, the memory
-    # reads synchronously, and its data is registered again. Only the middle one is needed
-    # for function; the other two keep the address adder and the block RAM's clock-to-output
-    # time (5.8-6.1 ns on an ECP5 DP16KD, whose output register Yosys does not use) out of
-    # the paths into the memory and into the multipliers.
-    MEMORY_LATENCY = 3
+    # accepted: the read address (round base + in-bank index) is registered, then the
+    # vector banks read it (VectorBanks.latency: a synchronous read and a data register,
+    # the ECP5 block RAM's own output register there). Only the read is needed for
+    # function; the registers keep the address adder and the block RAM's clock-to-output
+    # time out of the paths into the memory and into the multipliers. Every lane always
+    # reads: the data of a cycle without a beat is never used (the MAC array's `valid` says
+    # which are), and no enable fans out to every memory.
+    MEMORY_LATENCY = 1 + VectorBanks.latency
 
     def __init__(self, config: Config, *, runtime_shape: bool = False):
         if not isinstance(config, Config):
@@ -157,19 +159,28 @@ class BBSSpMV(wiring.Component):
             self.s_axis_x.tready.eq(xbuf.x_ready),
             self.s_axis_w.tready.eq(xbuf.rd_full & (~group_start | queue.can_start)),
             w_accept.eq(self.s_axis_w.tvalid & self.s_axis_w.tready),
-            queue.start.eq(w_accept & group_start),
+            # w_accept & group_start, written from the registers it comes from (tready at a
+            # group's start is rd_full & can_start), so that no handshake logic is shared
+            # in front of the credit counter.
+            queue.start.eq(self.s_axis_w.tvalid & xbuf.rd_full & group_start & queue.can_start),
             xbuf.switch.eq(w_accept & w_last),
-            # The last read of a matrix reaches the memory a cycle after its beat is
-            # accepted (registered address): free the buffer only then.
-            xbuf.release.eq(delay(m, w_accept & w_last, 1, "release")),
+            # The last read of a matrix reaches the memory a cycle after its beat is accepted
+            # (registered address), and x is written a cycle after its beat is accepted
+            # (write_stage): the buffer can be freed at once, and the next-but-one x starts
+            # loading in the cycle of that last read (XBuffers' timing contract).
+            xbuf.release.eq(w_accept & w_last),
         ]
+        x_write_addr, x_write_data, x_write_en = write_stage(m, xbuf, self.s_axis_x.tdata)
         error = Signal()
         m.d.comb += self.error.eq(error)
         # An in-bank index past the bank on a nonzero slot would read the next bank's
         # activation: refused like a misplaced tlast. Only a bank_size that is not a power of
         # two leaves index values past it; otherwise there is nothing to check (and no
-        # logic). The comparison is registered, so `error` rises two cycles after the beat.
-        stream_error = xbuf.tlast_error | (w_accept & w_last & ~row_end)
+        # logic). Every check is registered before the sticky flag (no comparator and
+        # handshake logic in front of one register), so `error` rises two cycles after the
+        # beat.
+        stream_error = Signal()
+        m.d.sync += stream_error.eq(xbuf.tlast_error | (w_accept & w_last & ~row_end))
         if c.bank_size < 1 << c.index_width:
             index_error = Signal()
             past_bank = [(w_payload[i].value != 0) & (w_payload[i].index >= c.bank_size)
@@ -198,24 +209,26 @@ class BBSSpMV(wiring.Component):
 
         # Every lane of every PE reads its own memory: address = round base + in-bank index.
         for pe_index in range(pes):
-            banks = VectorBanks(lanes=lanes, width=c.act_width, depth=self.vector_depth)
+            # lutram_banks > 0 places every bank explicitly: its last ones in LUT RAM, the
+            # others in block RAM (DESIGN §2.1); 0 leaves them to Yosys' costs.
+            lutram = c.lutram_lanes_of(pe_index)
+            placement = (("block",) * (lanes - lutram) + ("lutram",) * lutram
+                         if c.lutram_banks else None)
+            banks = VectorBanks(lanes=lanes, width=c.act_width, depth=self.vector_depth,
+                                placement=placement)
             m.submodules[f"banks{pe_index}"] = banks
             m.d.comb += [
-                banks.w_addr.eq(xbuf.mem_addr),
-                banks.w_data.eq(self.s_axis_x.tdata),
-                banks.w_en.eq(xbuf.mem_en),
-                # Always reading: the data of a cycle without a beat is never used (the MAC
-                # array's `valid` says which are), and no enable fans out to every memory.
-                banks.r_en.eq(1),
+                banks.w_addr.eq(x_write_addr),
+                banks.w_data.eq(x_write_data),
+                banks.w_en.eq(x_write_en),
             ]
             for lane in range(lanes):
                 i = pe_index * lanes + lane
                 r_addr = Signal.like(banks.r_addr[lane], name=f"pe{pe_index}_lane{lane}_r_addr")
-                x_word = Signal(c.act_width, name=f"pe{pe_index}_lane{lane}_x_word")
-                m.d.sync += [r_addr.eq(base + w_payload[i].index), x_word.eq(banks.r_data[lane])]
+                m.d.sync += r_addr.eq(base + w_payload[i].index)
                 m.d.comb += [
                     banks.r_addr[lane].eq(r_addr),
-                    macs.x[i].eq(x_word),
+                    macs.x[i].eq(banks.r_data[lane]),
                     # The weight travels beside its activation.
                     macs.weight[i].eq(delay(m, w_payload[i].value, self.MEMORY_LATENCY,
                                             f"pe{pe_index}_lane{lane}_weight")),

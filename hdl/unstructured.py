@@ -9,7 +9,7 @@ from .gather import Gather
 from .mac_array import MACArray
 from .result_queue import ResultQueue
 from .spmv import BBSSpMV
-from .xbuffer import XBuffers
+from .xbuffer import XBuffers, write_stage
 
 __all__ = ["UnstructuredSpMV"]
 
@@ -23,7 +23,8 @@ class UnstructuredSpMV(wiring.Component):
     columns, and entries that collide on a bank are served in later cycles. The PEs,
     accumulators and output stages are those of the BBS core (:class:`MACArray`), and so is
     the credit-guarded :class:`ResultQueue`; `XBuffers` double-buffers x, freeing a buffer
-    only when the last request of its matrix has left the gather.
+    in the cycle the gather makes the last reads of its matrix (x is written a cycle after
+    its beat is accepted, so the next-but-one x may start loading in that very cycle).
 
     Throughput: one w beat a cycle when no two entries of a PE's beat share a bank; a beat
     whose busiest bank holds k entries takes k cycles (``golden.unstructured.beat_cycles``).
@@ -70,7 +71,7 @@ class UnstructuredSpMV(wiring.Component):
             "tlast": 1,
         })
 
-        m.submodules.x_buffers = xbuf = XBuffers(beats=x_beats)
+        m.submodules.x_buffers = xbuf = XBuffers(beats=x_beats, ready_on_release=True)
         m.submodules.gather = gather = Gather(
             lanes=c.lanes, width=c.act_width, depth=2 * x_beats, mode="crossbar",
             copies=c.pes, side_width=side.size)
@@ -86,9 +87,6 @@ class UnstructuredSpMV(wiring.Component):
             xbuf.x_valid.eq(self.s_axis_x.tvalid),
             xbuf.x_last.eq(self.s_axis_x.tlast),
             self.s_axis_x.tready.eq(xbuf.x_ready),
-            gather.w_addr.eq(xbuf.mem_addr),
-            gather.w_data.eq(self.s_axis_x.tdata),
-            gather.w_en.eq(xbuf.mem_en),
             gather.req.valid.eq(self.s_axis_w.tvalid & xbuf.rd_full & (~first | queue.can_start)),
             self.s_axis_w.tready.eq(gather.req.ready & xbuf.rd_full & (~first | queue.can_start)),
             w_accept.eq(self.s_axis_w.tvalid & self.s_axis_w.tready),
@@ -97,6 +95,12 @@ class UnstructuredSpMV(wiring.Component):
         ]
         with m.If(w_accept):
             m.d.sync += first.eq(group_end)
+        x_write_addr, x_write_data, x_write_en = write_stage(m, xbuf, self.s_axis_x.tdata)
+        m.d.comb += [
+            gather.w_addr.eq(x_write_addr),
+            gather.w_data.eq(x_write_data),
+            gather.w_en.eq(x_write_en),
+        ]
 
         error = Signal()
         m.d.comb += self.error.eq(error)
@@ -123,9 +127,11 @@ class UnstructuredSpMV(wiring.Component):
         ]
 
         side_out = data.View(side, gather.resp.payload.side)
+        served = data.View(side, gather.served_side)
         m.d.comb += [
-            # The buffer is free once the matrix's last requests have been served.
-            xbuf.release.eq(gather.resp.valid & side_out.tlast),
+            # The buffer is free in the cycle the matrix's last requests are read (after any
+            # bank conflicts): an x beat accepted now is written in the next cycle.
+            xbuf.release.eq(gather.served & served.tlast),
             macs.valid.eq(gather.resp.valid),
             macs.first.eq(side_out.first),
             macs.last.eq(side_out.last),

@@ -37,14 +37,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from ..golden.config import Config
+from ..golden.config import Config, clog2
 from ..hdl.engines import engine_of
-from .families import RAM_POLICIES, BlockRam, Family, family_of
+from ..hdl.lut_multiplier import LUTMultiplier
+from .families import RAM_POLICIES, BlockRam, Family, family_of, memory_choice
 
 __all__ = [
     "TOP_NAME", "TARGETS", "Target", "BlockRam", "FitError", "MemoryUse", "FitReport",
     "dsps_per_multiplier", "memory_mapping", "check_ram_policy", "RAM_POLICIES",
-    "core_memories", "fit_check", "require_fit", "target",
+    "core_memories", "fit_check", "require_fit", "target", "lut_estimate",
+    "LUTRAM_UNIT_LUTS", "lutram_luts",
 ]
 
 
@@ -71,7 +73,7 @@ class Target:
     dsps: int
     bram_blocks: int
     lutram_units: int        # 16x4 LUT-RAM units (TRELLIS_DPR16X4); 0 if the family has none
-    freq_mhz: float          # default clock constraint
+    freq_mhz: float          # the target's own clock constraint (its goal, DESIGN §12.7)
     pins: dict = field(default_factory=dict)   # top port -> package pin
     speed: str = ""
     #: The core built when no configuration is given (Config keyword arguments; empty: the
@@ -132,11 +134,12 @@ ICEBREAKER_PINS = {"clk": "35", "rst": "10", "sin": "6", "load": "4", "sout": "9
 ULX3S_PINS = {"clk": "G2", "rst": "R1", "sin": "M1", "load": "T1", "sout": "L4"}
 
 
-def _ecp5(size: str, luts: int, dsps: int, ebrs: int, lutram_units: int) -> Target:
+def _ecp5(size: str, luts: int, dsps: int, ebrs: int, lutram_units: int,
+          freq_mhz: float) -> Target:
     return Target(
         name=f"ecp5-{size}", family=family_of("ecp5"), device=f"LFE5U-{size[:-1].upper()}F",
         package="CABGA381", board="ULX3S", pnr_device=size, luts=luts, ffs=luts, dsps=dsps,
-        bram_blocks=ebrs, lutram_units=lutram_units, freq_mhz=150.0, pins=ULX3S_PINS,
+        bram_blocks=ebrs, lutram_units=lutram_units, freq_mhz=freq_mhz, pins=ULX3S_PINS,
         speed="6",
     )
 
@@ -145,15 +148,17 @@ TARGETS: dict[str, Target] = {
     "ice40-up5k": Target(
         name="ice40-up5k", family=family_of("ice40"), device="iCE40UP5K", package="SG48",
         board="iCEBreaker", pnr_device="up5k", luts=5280, ffs=5280, dsps=8, bram_blocks=30,
-        lutram_units=0, freq_mhz=50.0, pins=ICEBREAKER_PINS,
+        lutram_units=0, freq_mhz=60.0, pins=ICEBREAKER_PINS,
         # The default core cut to the UP5K's 8 SB_MAC16: 8 lanes x 1 PE (the default 8 x 2
         # needs 16); configs/ice40-up5k.toml holds the same.
         default_core=dict(lanes=8, pes=1),
     ),
     # LUT RAM: TRELLIS_RAMW sites (one 16x4 DPR16X4 each) as nextpnr counts them.
-    "ecp5-25k": _ecp5("25k", 24288, 28, 56, 3036),
-    "ecp5-45k": _ecp5("45k", 43848, 72, 108, 5481),
-    "ecp5-85k": _ecp5("85k", 83640, 156, 208, 10455),
+    # freq_mhz: each target's own clock goal, the constraint `bbsparse synth` checks
+    # (DESIGN §12.7): 200 MHz on the 25k, 180 on the larger parts, 60 on the UP5K.
+    "ecp5-25k": _ecp5("25k", 24288, 28, 56, 3036, 200.0),
+    "ecp5-45k": _ecp5("45k", 43848, 72, 108, 5481, 180.0),
+    "ecp5-85k": _ecp5("85k", 83640, 156, 208, 10455, 180.0),
 }
 
 
@@ -177,22 +182,13 @@ def dsps_per_multiplier(t: Target, weight_width: int, act_width: int) -> tuple[i
         return 0, True
     if max(weight_width, act_width) <= t.dsp_width:
         return 1, True
+    if not t.family.splits_wide_products:
+        return 0, True  # the family's synthesis does not split it over DSP blocks: LUTs
     piece = t.dsp_width - 1
     return math.ceil(weight_width / piece) * math.ceil(act_width / piece), False
 
 
 # -- memories --------------------------------------------------------------------------------
-
-# Yosys memory_libmap weights (passes/memory/memory_libmap.cc) and the emulation scores it
-# gives the core's memories (a synchronous read port with enable, no transparency), read
-# from its debug output for SB_RAM40_4K, DP16KD/PDPW16KD and TRELLIS_DPR16X4.
-_FACTOR_MUX = 0.5
-_FACTOR_DEMUX = 0.5
-_FACTOR_EMU = 2
-_BLOCK_EMU_SCORE = 7
-_LUTRAM_EMU_SCORE = 1
-_LUTRAM_COST = 4
-
 
 @dataclass(frozen=True)
 class MemoryUse:
@@ -218,29 +214,6 @@ class MemoryUse:
                 "units": self.units}
 
 
-def _block_option(bram: BlockRam, depth: int, width: int) -> tuple[float, int]:
-    best = None
-    for shape_width, shape_depth in bram.shapes:
-        across = math.ceil(width / shape_width)
-        deep = math.ceil(depth / shape_depth)
-        blocks = across * deep
-        cost = bram.cost * blocks + _FACTOR_EMU * _BLOCK_EMU_SCORE
-        if deep > 1:
-            cost += _FACTOR_MUX * (deep - 1) * width + _FACTOR_DEMUX * deep
-        if best is None or cost < best[0]:
-            best = (cost, blocks)
-    return best
-
-
-def _lutram_option(depth: int, width: int) -> tuple[float, int]:
-    deep = math.ceil(depth / 16)
-    units = deep * math.ceil(width / 4)
-    cost = _LUTRAM_COST * units + _FACTOR_EMU * _LUTRAM_EMU_SCORE
-    if deep > 1:
-        cost += _FACTOR_MUX * (deep - 1) * width + _FACTOR_DEMUX * deep
-    return cost, units
-
-
 def check_ram_policy(t: Target, ram: str) -> None:
     """FitError unless `t` can follow the ``--ram`` policy `ram`."""
     if ram not in RAM_POLICIES:
@@ -257,23 +230,75 @@ def memory_mapping(t: Target, role: str, count: int, depth: int, width: int,
 
     `ram` = "lutram" models ``-nobram`` (block RAM is never chosen), "block" models
     ``-nolutram`` (LUT RAM never is); soft logic stays a candidate either way."""
-    kind, units, best = "logic", depth * width, float(depth * width)
-    if t.lutram_units and ram != "block":
-        cost, lutram_units = _lutram_option(depth, width)
-        if cost < best:
-            kind, units, best = "lutram", lutram_units, cost
-    if ram != "lutram":
-        cost, blocks = _block_option(t.bram, depth, width)
-        if cost < best:
-            kind, units, best = "block", blocks, cost
+    kind, units = memory_choice(t.bram, bool(t.lutram_units), depth, width, ram)
     return MemoryUse(role, count, depth, width, kind, units)
 
 
 def core_memories(t: Target, config, ram: str = "auto") -> list[MemoryUse]:
     """Where Yosys puts the memories of the core `config` selects (its engine's
-    :meth:`~bbsparse.hdl.engines.Engine.memories`) on `t`."""
-    return [memory_mapping(t, need.role, need.count, need.depth, need.width, ram)
-            for need in engine_of(config).memories(config)]
+    :meth:`~bbsparse.hdl.engines.Engine.memories`) on `t`.
+
+    With ``lutram_banks`` > 0 the vector banks are placed explicitly (DESIGN §2.1): the
+    last ``lutram_banks`` in LUT RAM (``ram_style = "distributed"``), the others in block
+    RAM (the family's block-RAM hook, as under ``--ram block``); each group is modelled
+    under that policy."""
+    uses = []
+    for need in engine_of(config).memories(config):
+        if need.role == "vector banks" and config.lutram_banks:
+            groups = (("block", need.count - config.lutram_banks), ("lutram", config.lutram_banks))
+            for policy, count in groups:
+                if count:
+                    uses.append(memory_mapping(t, f"vector banks ({policy})", count, need.depth,
+                                               need.width, policy))
+            continue
+        uses.append(memory_mapping(t, need.role, need.count, need.depth, need.width, ram))
+    return uses
+
+
+# -- LUTs ------------------------------------------------------------------------------------
+
+#: LUT4 sites one 16x4 LUT-RAM unit (TRELLIS_DPR16X4) takes: its 4 RAM LUTs and the slice
+#: of its write port (TRELLIS_RAMW) beside them.
+LUTRAM_UNIT_LUTS = 6
+
+
+def lutram_luts(use: MemoryUse) -> int:
+    """LUT4s of the memories `use` describes in LUT RAM: :data:`LUTRAM_UNIT_LUTS` a unit,
+    and the read multiplexer over the ``deep = ceil(depth / 16)`` units of a bit and the
+    write decoder. Yosys 0.70 ``synth_ecp5`` of one 8-bit memory with ``ram_style =
+    "distributed"`` made 0, 10, 56 and 188 LUT4 beside its units for 16, 32, 128 and 256
+    words; this gives 0, 10, 64 and 196."""
+    if use.kind != "lutram":
+        return 0
+    deep = -(-use.depth // 16)
+    mux = use.width * (deep - 1) * (1.5 if deep > 8 else 1.0)
+    decode = deep if deep > 1 else 0
+    return use.count * (LUTRAM_UNIT_LUTS * use.units_each + math.ceil(mux) + decode)
+#: The core's control, x buffer control and serial wrapper, beside what grows with the
+#: array (an allowance, not a measurement of any one configuration).
+_CONTROL_LUTS = 1000
+
+
+def lut_estimate(config) -> dict:
+    """An estimate of the LUT4s (nextpnr's logic cells, DESIGN §7.2) the core takes beside
+    its LUT RAM, by part:
+
+    - ``lut_multipliers``: ``lut_multipliers`` x :meth:`LUTMultiplier.luts_of` (measured:
+      the 8 x 8 one is 121 logic cells on an ECP5, the estimate 120);
+    - ``array``: per multiplier its adder-tree adder (product width + 2) and its read-address
+      adder (the vector bank's address width); per PE the accumulator and the output stage
+      (3 x acc_width) and the serial wrapper's load multiplexer of its y (out_width);
+    - ``control``: a fixed allowance.
+
+    LUT RAM comes on top (:func:`lutram_luts`, :attr:`FitReport.luts`)."""
+    c = config
+    product = c.weight_width + c.act_width
+    address = clog2(2 * c.x_beats)
+    return {
+        "lut_multipliers": c.lut_multipliers * LUTMultiplier.luts_of(c.act_width, c.weight_width),
+        "array": c.multipliers * (product + 2 + address) + c.pes * (3 * c.acc_width + c.out_width),
+        "control": _CONTROL_LUTS,
+    }
 
 
 # -- the fit check ---------------------------------------------------------------------------
@@ -286,10 +311,27 @@ class FitReport:
     dsps_each: int
     dsps_exact: bool
     memories: list[MemoryUse]
+    #: Of the multipliers, those built from LUTs (``lut_multipliers``): no DSP block.
+    lut_multipliers: int = 0
+    #: :func:`lut_estimate` of the configuration, by part (LUT RAM not included).
+    logic_luts: dict = field(default_factory=dict)
+
+    @property
+    def dsp_multipliers(self) -> int:
+        return self.multipliers - self.lut_multipliers
 
     @property
     def dsps(self) -> int:
-        return self.multipliers * self.dsps_each
+        return self.dsp_multipliers * self.dsps_each
+
+    @property
+    def lutram_luts(self) -> int:
+        return sum(lutram_luts(m) for m in self.memories)
+
+    @property
+    def luts(self) -> int:
+        """The estimated LUT4s in use: logic and LUT RAM."""
+        return sum(self.logic_luts.values()) + self.lutram_luts
 
     def use(self, kind: str) -> int:
         return sum(m.units for m in self.memories if m.kind == kind)
@@ -309,9 +351,17 @@ class FitReport:
         if self.dsps > t.dsps:
             rule = ("one each" if self.dsps_exact and self.dsps_each == 1
                     else f"{self.dsps_each} each" + ("" if self.dsps_exact else " (at most)"))
+            what = ("multipliers (lanes x pes)" if not self.lut_multipliers else
+                    f"DSP multipliers (lanes x pes - lut_multipliers {self.lut_multipliers})")
             found.append(
-                f"{self.multipliers} multipliers (lanes x pes) need {self.dsps} {t.dsp_name} DSP "
+                f"{self.dsp_multipliers} {what} need {self.dsps} {t.dsp_name} DSP "
                 f"blocks ({rule}); the {t.device} has {t.dsps}")
+        if self.logic_luts and self.luts > t.luts:
+            parts = ", ".join(f"{name.replace('_', ' ')} {value}"
+                              for name, value in self.logic_luts.items())
+            found.append(
+                f"the logic needs about {self.luts} LUT4s (estimate: {parts}, LUT RAM "
+                f"{self.lutram_luts}); the {t.device} has {t.luts}")
         if self.brams > t.bram_blocks:
             parts = ", ".join(
                 f"{m.role}: {m.count} x {m.depth} words x {m.width} bits = {m.units} "
@@ -340,6 +390,10 @@ class FitReport:
                  f"{self.brams}/{t.bram_blocks} {t.bram.name}"]
         if t.lutram_units:
             parts.append(f"{self.lutram_units}/{t.lutram_units} LUT-RAM units")
+        if self.lut_multipliers:
+            parts.append(f"{self.lut_multipliers} LUT multipliers")
+        if self.logic_luts:
+            parts.append(f"about {self.luts}/{t.luts} LUT4")
         where = "; ".join(f"{m.role} -> {m.kind}" for m in self.memories)
         return ", ".join(parts) + f" ({where})"
 
@@ -356,11 +410,15 @@ class FitReport:
         t = self.target
         return {
             "multipliers": self.multipliers,
+            "dsp_multipliers": self.dsp_multipliers,
+            "lut_multipliers": self.lut_multipliers,
             "dsps_per_multiplier": self.dsps_each,
             "dsps_per_multiplier_exact": self.dsps_exact,
             "dsps": {"needed": self.dsps, "available": t.dsps, "cell": t.dsp_name},
             "bram": {"needed": self.brams, "available": t.bram_blocks, "cell": t.bram.name},
             "lutram_units": {"needed": self.lutram_units, "available": t.lutram_units},
+            "luts_estimate": {"needed": self.luts, "available": t.luts,
+                              "parts": {**self.logic_luts, "lutram": self.lutram_luts}},
             **self._weight_memory(),
             "memories": [m.to_dict() for m in self.memories],
             "fits": not self.problems(),
@@ -372,10 +430,17 @@ def fit_check(t: Target, config, ram: str = "auto", extra=()) -> FitReport:
     memories beside the core's (:class:`~bbsparse.hdl.engines.MemoryNeed`: the board's
     weight memory and buffers, DESIGN §12.6), placed by the same model."""
     check_ram_policy(t, ram)
+    if config.lutram_banks:
+        if not t.lutram_units:
+            raise FitError(f"lutram_banks = {config.lutram_banks}: the {t.device} has no LUT RAM")
+        if ram != "auto":
+            raise FitError(f"lutram_banks = {config.lutram_banks} places the vector banks "
+                           f"itself: it needs --ram auto, not --ram {ram}")
     each, exact = dsps_per_multiplier(t, config.weight_width, config.act_width)
     memories = core_memories(t, config, ram) + [
         memory_mapping(t, need.role, need.count, need.depth, need.width, ram) for need in extra]
-    return FitReport(t, config.multipliers, each, exact, memories)
+    return FitReport(t, config.multipliers, each, exact, memories,
+                     lut_multipliers=config.lut_multipliers, logic_luts=lut_estimate(config))
 
 
 def require_fit(t: Target, config, ram: str = "auto", extra=()) -> FitReport:

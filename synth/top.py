@@ -23,6 +23,9 @@ from .targets import TOP_NAME
 
 __all__ = ["TOP_NAME", "SynthTop"]
 
+#: The longest serial input chain (see :meth:`SynthTop.elaborate`).
+_CHAIN_BITS = 1024
+
 
 class SynthTop(wiring.Component):
     """The core `config` selects (its engine's, :mod:`bbsparse.hdl.engines`) behind a serial
@@ -84,8 +87,19 @@ class SynthTop(wiring.Component):
 
         m.submodules.core = DomainRenamer("core")(self._core)
 
-        shift_in = Signal(self.input_bits, name="shift_in")
-        m.d.pins += shift_in.eq(Cat(self.sin, shift_in[:-1]))
+        # Chains of at most _CHAIN_BITS: Yosys' techmap sorts cells topologically with a
+        # recursion as deep as the longest chain, and the WebAssembly Yosys runs out of stack
+        # on a chain of about 4000 flip-flops (a 320-multiplier w beat). Each further chain
+        # starts from `sin` XOR the previous chain's first bit, so no two chains hold the
+        # same bits (Yosys would merge them, and with them the core's inputs).
+        chains = []
+        for start in range(0, self.input_bits, _CHAIN_BITS):
+            width = min(_CHAIN_BITS, self.input_bits - start)
+            chain = Signal(width, name="shift_in" + (f"{len(chains)}" if chains else ""))
+            head = self.sin ^ chains[-1][0] if chains else self.sin
+            m.d.pins += chain.eq(Cat(head, chain[:-1]))
+            chains.append(chain)
+        shift_in = Cat(*chains)
         offset = 0
         for port, width in self._inputs:
             m.d.comb += port.eq(shift_in[offset:offset + width])

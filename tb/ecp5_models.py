@@ -12,8 +12,10 @@ stops the simulation instead of being guessed.
 
 DP16KD: what Yosys' ``brams_map_16kd.v`` writes (widths 1, 2, 4, 9, 18 and the 36-bit
 PDPW16KD mode, byte enables, the three write modes, either clock polarity, INITVAL
-contents, ``REGMODE="NOREG"``); the output reset, the output register and two ports of
-different widths in use together stop the simulation. Where the hardware is undefined (a
+contents, ``REGMODE="NOREG"``) and the output register the design instantiates
+(``REGMODE="OUTREG"``, clock enable OCE: the word read at one edge appears at DO after the
+next, FPGA-TN-02204 "ECP5 and ECP5-5G Memory Usage Guide"); the output reset and two ports
+of different widths in use together stop the simulation. Where the hardware is undefined (a
 port reads what the other writes at the same edge), the model returns those bits inverted.
 :data:`DP16KD_MODES_RTL` holds memories that make Yosys use every one of these modes; the
 tests run their RTL and netlist side by side.
@@ -248,8 +250,10 @@ module DP16KD #(
     if (!width_ok(DATA_WIDTH_A) || !width_ok(DATA_WIDTH_B)) $fatal(1, "DP16KD model: DATA_WIDTH");
     if ((DATA_WIDTH_A == 36) != (DATA_WIDTH_B == 36))
       $fatal(1, "DP16KD model: the 36-bit mode needs both ports at 36 bits");
-    // Yosys' mapping always writes NOREG; the output register (OUTREG, OCE) is not modelled.
-    if (REGMODE_A != "NOREG" || REGMODE_B != "NOREG") $fatal(1, "DP16KD model: only NOREG");
+    if (REGMODE_A != "NOREG" && REGMODE_A != "OUTREG") $fatal(1, "DP16KD model: REGMODE_A");
+    if (REGMODE_B != "NOREG" && REGMODE_B != "OUTREG") $fatal(1, "DP16KD model: REGMODE_B");
+    if (DATA_WIDTH_B == 36 && REGMODE_A != REGMODE_B)
+      $fatal(1, "DP16KD model: the 36-bit mode with two REGMODEs");
     if (RESETMODE != "SYNC" && RESETMODE != "ASYNC") $fatal(1, "DP16KD model: RESETMODE");
     if (ASYNC_RESET_RELEASE != "SYNC" && ASYNC_RESET_RELEASE != "ASYNC")
       $fatal(1, "DP16KD model: ASYNC_RESET_RELEASE");
@@ -270,6 +274,8 @@ module DP16KD #(
     end
     latch_A = 36'd0;
     latch_B = 36'd0;
+    outreg_A = 36'd0;
+    outreg_B = 36'd0;
   end
 
 {_port(_DP16KD_INPUTS, "A")}{_port(_DP16KD_INPUTS, "B")}
@@ -277,11 +283,18 @@ module DP16KD #(
   wire [35:0] wdata_B = {{18'd0, di_B}};
 {_port(_DP16KD_PORT_WIRES, "A")}{_port(_DP16KD_PORT_WIRES, "B")}
 {_port(_DP16KD_PORT_LOGIC, "A")}{_port(_DP16KD_PORT_LOGIC, "B")}
-  wire [35:0] out_a = (DATA_WIDTH_B == 36) ? {{18'd0, latch_B[17:0]}} : latch_A;
-  wire [35:0] out_b = (DATA_WIDTH_B == 36) ? {{18'd0, latch_B[35:18]}} : latch_B;
+  // REGMODE "OUTREG": the output register, on the port's clock, enabled by OCE, takes what
+  // the read latch held before the edge, so a word reaches DO one edge later than in NOREG.
+  reg [35:0] outreg_A, outreg_B;
+  always @(posedge clk_a) if (OCEA) outreg_A <= latch_A;
+  always @(posedge clk_b) if (OCEB) outreg_B <= latch_B;
+  wire [35:0] read_a = (REGMODE_A == "OUTREG") ? outreg_A : latch_A;
+  wire [35:0] read_b = (REGMODE_B == "OUTREG") ? outreg_B : latch_B;
+  wire [35:0] out_a = (DATA_WIDTH_B == 36) ? {{18'd0, read_b[17:0]}} : read_a;
+  wire [35:0] out_b = (DATA_WIDTH_B == 36) ? {{18'd0, read_b[35:18]}} : read_b;
   assign {{{_pins("DOA", 18)}}} = out_a[17:0];
   assign {{{_pins("DOB", 18)}}} = out_b[17:0];
-  wire unused = &{{1'b0, out_a[35:18], out_b[35:18], OCEA, OCEB}};
+  wire unused = &{{1'b0, out_a[35:18], out_b[35:18]}};
 endmodule
 /* verilator lint_on DECLFILENAME */
 """

@@ -368,6 +368,9 @@ class XBuffersHarness(Harness):
         wr_buf = internal(fragment, "wr_buf")
         release_buf = internal(fragment, "release_buf")
         count = internal(fragment, "count")
+        # The flags that say, from registers, whether the beat being written ends its frame.
+        at_start = internal(fragment, "at_start", optional=True)
+        next_is_final = internal(fragment, "next_is_final", optional=True)
         # The register that keeps a read buffer unreadable until its release (XBuffers).
         consumed = internal(fragment, "consumed", optional=True)
 
@@ -458,6 +461,9 @@ class XBuffersHarness(Harness):
         self.check(m, "state", (wr_buf == h_wr_buf) & (release_buf == h_rel_buf)
                    & (count == h_count) & (h_count < beats) & (filled <= 2) & (queued <= filled))
         self.check(m, "next_addr", xbuf.mem_addr == h_wr_buf * beats + h_count)
+        if at_start is not None:
+            self.check(m, "final_flags", (at_start == (count == 0))
+                       & (at_start | (next_is_final == (count == beats - 1))))
         self.check(m, "full", Mux(release_buf, full[1], full[0]) == (filled != 0))
         self.check(m, "full_other", Mux(release_buf, full[0], full[1]) == (filled == 2))
         if consumed is not None:  # consumed[b]: buffer b was read and is not yet released
@@ -950,10 +956,10 @@ PROOFS: dict[str, Proof] = {proof.name: proof for proof in [
     Proof("result_queue_short_fifo", "broken: credits 7, FIFO depth 6 (credits - 1)",
           lambda: ResultQueueHarness(width=2, credits=7, fifo_depth=6), depth=10,
           expect="fail", breaks="overflow"),
-    Proof("xbuffers", "beats 3, release 1 cycle after switch (the SpMV core)",
-          lambda: XBuffersHarness(beats=3, release_lag=1), depth=4, cover_depth=16),
+    Proof("xbuffers", "beats 3, release with the switch (the SpMV core)",
+          lambda: XBuffersHarness(beats=3, release_lag=0), depth=4, cover_depth=16),
     Proof("xbuffers_late_release", "beats 3, release any cycles after switch (the contract; "
-          "the unstructured core's is >= 3)",
+          "the unstructured core releases with the gather's last reads)",
           lambda: XBuffersHarness(beats=3, release_lag=None), depth=4, cover_depth=16),
     Proof("gather_crossbar", "lanes 4, width 2, depth 2, crossbar",
           lambda: GatherHarness(lanes=4, width=2, depth=2, mode="crossbar"), depth=4,

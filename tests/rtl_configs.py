@@ -14,5 +14,10 @@ RTL_CONFIGS = {
     "acc-wraps": dict(lanes=4, pes=1, bank_size=4, nnz_per_bank=4, cols=64, acc_width=18),
     "pes3-tree2": dict(lanes=8, pes=3, bank_size=8, nnz_per_bank=1, cols=256,
                        tree_levels_per_stage=2),
+    # LUT multipliers (odd widths: Booth digits of a 7-bit weight) in the last 6 lanes, PE 1
+    # mixed, every PE at the LUT latency; the last 5 vector banks in LUT RAM, the others
+    # placed in block RAM.
+    "lut-lanes": dict(lanes=4, pes=3, bank_size=4, nnz_per_bank=2, cols=64, weight_width=7,
+                      act_width=6, lut_multipliers=6, lutram_banks=5),
     "default": dict(),
 }

@@ -76,7 +76,9 @@ VALID = {
     "out_shift": st.integers(0, 40),
     "relu": st.booleans(),
     "tree_levels_per_stage": st.integers(1, 16),
-    "pattern": st.sampled_from(["bbs", "unstructured"]),
+    "pattern": st.sampled_from(["bbs", "unstructured", "cbs"]),
+    "lut_multipliers": st.one_of(st.just(0), st.integers(0, 16)),
+    "lutram_banks": st.one_of(st.just(0), st.integers(0, 16)),
 }
 assert set(VALID) == set(PARAMETERS)
 

@@ -178,13 +178,14 @@ def test_banks_each_lane_reads_its_own_memory():
                 ctx.set(dut.w_data[lane], int(contents[addr, lane]))
             await ctx.tick()
         ctx.set(dut.w_en, 0)
-        ctx.set(dut.r_en, 1)
-        for addrs in reads:
+        for addrs in list(reads) + [reads[0]] * dut.latency:
             for lane in range(lanes):
                 ctx.set(dut.r_addr[lane], int(addrs[lane]))
-            await ctx.tick()  # synchronous read: data after one edge
+            await ctx.tick()
             got.append([ctx.get(dut.r_data[lane]) for lane in range(lanes)])
 
     run(dut, testbench)
+    assert dut.latency == 2  # a synchronous read and a data register
     expected = [[int(contents[a, lane]) for lane, a in enumerate(addrs)] for addrs in reads]
-    assert got == expected
+    # After the edge that takes the addresses of read k, r_data shows read k - 1.
+    assert got[dut.latency - 1:dut.latency - 1 + len(reads)] == expected

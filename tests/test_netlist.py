@@ -13,10 +13,13 @@ import re
 
 import numpy as np
 import pytest
+from amaranth.back import verilog
+from amaranth.hdl import Cat, ClockDomain, Module, Mux, Signal
 
 from bbsparse.golden import prune, spmv
 from bbsparse.golden.config import Config
-from bbsparse.synth.families import ECP5, ICE40
+from bbsparse.hdl.banks import VectorBanks
+from bbsparse.synth.families import ECP5, ICE40, FamilyPlatform
 from bbsparse.synth.netlist import core_netlist, synthesize
 from bbsparse.tb.ecp5_models import (
     DP16KD_MODES_FILES,
@@ -158,6 +161,106 @@ def test_dp16kd_model_in_every_mode_yosys_uses():
         assert run_lockstep(DP16KD_MODES_RTL, netlist.text, DP16KD_MODES_TOP,
                             DP16KD_MODES_RANDOM_BITS, DP16KD_MODES_OUT_BITS,
                             files=DP16KD_MODES_FILES, seed=seed) == 20_000
+
+
+def _banks_under_test(lanes, width, depth):
+    """What both sides of the lockstep check share: the random input bits ``r`` (a write
+    enable, a write address, each lane's read address, the write data), as (name, bits)."""
+    abits = (depth - 1).bit_length()
+    return [("enable", 1), ("w_addr", abits), *((f"r_addr{k}", abits) for k in range(lanes)),
+            ("w_data", lanes * width)]
+
+
+def _random_banks_top(lanes, width, depth):
+    """:class:`VectorBanks` behind random inputs, reset-less, ports ``clk``, ``r``, ``q``.
+    An address past `depth` folds back by `depth`; a write to a word one of the lanes reads
+    at the same edge is dropped (the core never makes one: the block's result is
+    undefined). ``q``: every lane's ``r_data``."""
+    fields = _banks_under_test(lanes, width, depth)
+    m = Module()
+    m.domains.sync = sync = ClockDomain("sync", reset_less=True)
+    m.submodules.banks = banks = VectorBanks(lanes=lanes, width=width, depth=depth)
+    r = Signal(sum(bits for _, bits in fields), name="r")
+    q = Signal(lanes * width, name="q")
+    parts, at = {}, 0
+    for name, bits in fields:
+        parts[name] = r[at:at + bits]
+        at += bits
+
+    def address(bits):
+        return Mux(bits >= depth, bits - depth, bits)
+
+    reads = [address(parts[f"r_addr{k}"]) for k in range(lanes)]
+    w_addr = address(parts["w_addr"])
+    m.d.comb += [banks.w_addr.eq(w_addr), banks.w_data.eq(parts["w_data"]),
+                 banks.w_en.eq(parts["enable"] & ~Cat(*(a == w_addr for a in reads)).any()),
+                 q.eq(banks.r_data)]
+    for lane, read in enumerate(reads):
+        m.d.comb += banks.r_addr[lane].eq(read)
+    return m, [sync.clk, r, q]
+
+
+def _registered_memory_reference(top, lanes, width, depth):
+    """The same as :func:`_random_banks_top`, written as the plain Verilog of a memory whose
+    read is synchronous and whose read data is registered once more (what DP16KD's
+    REGMODE "OUTREG" documents)."""
+    fields = _banks_under_test(lanes, width, depth)
+    abits = (depth - 1).bit_length()
+    lines, at = [], 0
+    for name, bits in fields:
+        lines.append(f"  wire [{bits - 1}:0] {name}_bits = r[{at + bits - 1}:{at}];")
+        at += bits
+    def fold(name):
+        if depth == 1 << abits:
+            return f"{name}_bits"
+        return f"({name}_bits >= {abits}'d{depth} ? {name}_bits - {abits}'d{depth} : {name}_bits)"
+
+    lines.append(f"  wire [{abits - 1}:0] wa = {fold('w_addr')};")
+    clash = " || ".join(f"ra{k} == wa" for k in range(lanes))
+    for k in range(lanes):
+        lines.append(f"  wire [{abits - 1}:0] ra{k} = {fold(f'r_addr{k}')};")
+    lines.append(f"  wire we = enable_bits[0] && !({clash});")
+    for k in range(lanes):
+        lines += [f"  reg [{width - 1}:0] mem{k} [0:{depth - 1}];",
+                  f"  reg [{width - 1}:0] read{k}, out{k};",
+                  f"  initial begin read{k} = 0; out{k} = 0;",
+                  f"    for (i = 0; i < {depth}; i = i + 1) mem{k}[i] = 0; end",
+                  "  always @(posedge clk) begin",
+                  f"    if (we) mem{k}[wa] <= w_data_bits[{(k + 1) * width - 1}:{k * width}];",
+                  f"    read{k} <= mem{k}[ra{k}];",
+                  f"    out{k} <= read{k};",
+                  "  end"]
+    outs = ", ".join(f"out{k}" for k in reversed(range(lanes)))
+    return (f"module {top}(input wire clk, input wire [{at - 1}:0] r, "
+            f"output wire [{lanes * width - 1}:0] q);\n  integer i;\n"
+            + "\n".join(lines) + f"\n  assign q = {{{outs}}};\nendmodule\n")
+
+
+@pytest.mark.parametrize("lanes, width, depth, blocks", [
+    (2, 8, 256, 1),      # the core's banks: one 9 x 2048 block each
+    (1, 8, 4096, 2),     # two 4 x 4096 blocks side by side
+    (1, 12, 1500, 2),    # two 9 x 2048 side by side, one of them 3 bits wide
+    (1, 9, 3000, 2),     # two 9 x 2048 stacked: a read multiplexer after the registers
+    (1, 3, 12000, 3),    # 1 x 16384, three side by side
+])
+def test_ecp5_block_ram_with_output_register(lanes, width, depth, blocks):
+    """The ECP5's answer to ``get_registered_memory`` (DP16KD blocks with REGMODE_B
+    "OUTREG", instantiated: Yosys' mapping never sets it) reads what a memory with a
+    registered synchronous read reads, cycle for cycle: the vector banks elaborated with the
+    ECP5 hooks, synthesized, and simulated with the project's DP16KD model, in lockstep with
+    plain Verilog of such a memory, on random writes and reads."""
+    top = f"registered_banks_{lanes}_{width}_{depth}"
+    design, ports = _random_banks_top(lanes, width, depth)
+    hooked = verilog.convert(design, name=f"{top}_netlist", ports=ports, emit_src=False,
+                             platform=FamilyPlatform(ECP5))
+    assert hooked.count('"OUTREG"') == lanes * blocks
+    netlist = synthesize(hooked, f"{top}_netlist", ECP5)
+    assert netlist.cells.get("DP16KD") == lanes * blocks, netlist.cells
+    assert netlist.text.count('"OUTREG"') == lanes * blocks
+    reference = _registered_memory_reference(top, lanes, width, depth)
+    random_bits = sum(bits for _, bits in _banks_under_test(lanes, width, depth))
+    assert run_lockstep(reference, netlist.text, top, random_bits, lanes * width,
+                        cycles=6000) == 6000
 
 
 # -- the cell models a netlist gets (no tools run) ---------------------------------------------

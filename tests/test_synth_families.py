@@ -6,6 +6,7 @@ import pytest
 from amaranth.back import verilog
 
 from bbsparse.golden.config import Config
+from bbsparse.hdl.banks import VectorBanks
 from bbsparse.hdl.pe import PE
 from bbsparse.synth.boards import BOARDS
 from bbsparse.synth.families import (
@@ -16,10 +17,12 @@ from bbsparse.synth.families import (
     Family,
     FamilyPlatform,
     family_of,
+    memory_choice,
     with_hooks,
 )
 from bbsparse.synth.families.base import register
-from bbsparse.synth.families.ecp5 import ECP5Multiplier
+from bbsparse.synth.families.ecp5 import ECP5BlockRam, ECP5Multiplier
+from bbsparse.synth.families.ice40 import ICE40Multiplier
 from bbsparse.synth.targets import TARGETS
 from bbsparse.synth.top import SynthTop
 
@@ -61,8 +64,10 @@ def test_a_target_needs_a_family_object():
 
 
 def test_yosys_commands_and_ram_policies():
-    assert ICE40.synth_command() == "synth_ice40 -dsp"
-    assert ICE40.synth_command("block") == "synth_ice40 -dsp"  # no LUT RAM to avoid
+    # No -dsp: the SB_MAC16 blocks are instantiated (get_multiplier), and -dsp's ice40_dsp
+    # pass would turn their registers off.
+    assert ICE40.synth_command() == "synth_ice40"
+    assert ICE40.synth_command("block") == "synth_ice40"  # no LUT RAM to avoid
     assert ECP5.synth_command() == "synth_ecp5"
     assert ECP5.synth_command("lutram") == "synth_ecp5 -nobram"
     assert ECP5.synth_command("block") == "synth_ecp5 -nolutram"
@@ -106,7 +111,7 @@ def test_cell_names():
 
 
 def test_board_build_options():
-    assert ICE40.board_options() == {"synth_opts": "-dsp"}
+    assert ICE40.board_options() == {}
     assert ECP5.board_options() == {"script_after_read": "proc\nflatten"}
 
 
@@ -120,7 +125,9 @@ def unused(component):
 
 
 def test_multiplier_hook():
-    assert ICE40.get_multiplier(8, 8) is None  # synth_ice40 -dsp packs the fabric registers
+    assert ICE40.get_multiplier(17, 8) is None  # wider than one SB_MAC16
+    mac = unused(ICE40.get_multiplier(16, 16))
+    assert isinstance(mac, ICE40Multiplier) and mac.latency == 2
     assert ECP5.get_multiplier(19, 8) is None  # wider than one MULT18X18D
     mult = unused(ECP5.get_multiplier(18, 18))
     assert isinstance(mult, ECP5Multiplier) and mult.latency == 2
@@ -128,13 +135,11 @@ def test_multiplier_hook():
 
 
 def test_pe_without_a_hook_is_the_fabric_pe():
-    # No platform, a platform without hooks, and the iCE40's (None for every multiplier)
-    # all give the same Verilog: registers and `*`, which Yosys packs into SB_MAC16.
+    # No platform and a platform without hooks give the same Verilog: registers and `*`.
     plain = verilog.convert(PE(**PE_PARAMS), name="pe", emit_src=False)
-    assert "MULT18X18D" not in plain and "lane1_product" in plain
-    for platform in (object(), FamilyPlatform(ICE40)):
-        assert verilog.convert(PE(**PE_PARAMS), name="pe", emit_src=False,
-                               platform=platform) == plain
+    assert "MULT18X18D" not in plain and "SB_MAC16" not in plain and "lane1_product" in plain
+    assert verilog.convert(PE(**PE_PARAMS), name="pe", emit_src=False,
+                           platform=object()) == plain
 
 
 def test_pe_takes_the_ecp5_multiplier():
@@ -142,6 +147,17 @@ def test_pe_takes_the_ecp5_multiplier():
                            platform=FamilyPlatform(ECP5))
     assert text.count("MULT18X18D #(") == 2 and "lane1_product" not in text
     assert '.REG_INPUTA_CLK("CLK0")' in text and '.REG_OUTPUT_CLK("CLK0")' in text
+
+
+def test_pe_takes_the_ice40_multiplier():
+    # An SB_MAC16 with its input registers and its 16 x 16 product register, the registers
+    # the flow's DSP register check asks for (DESIGN §12.4).
+    text = verilog.convert(PE(**PE_PARAMS), name="pe", emit_src=False,
+                           platform=FamilyPlatform(ICE40))
+    assert text.count("SB_MAC16 #(") == 2 and "lane1_product" not in text
+    for param in ("A_REG", "B_REG", "PIPELINE_16x16_MULT_REG2", "A_SIGNED", "B_SIGNED"):
+        assert text.count(f".{param}(32'd1)") == 2, param
+    assert text.count(".TOPOUTPUT_SELECT(32'd3)") == 2
 
 
 def test_pe_refuses_a_multiplier_of_another_latency():
@@ -175,14 +191,57 @@ def test_memory_hook_keeps_amaranths_own_memories(family):
     assert with_hook == without and "reg [7:0] bank" in with_hook
 
 
+def test_registered_memory_hook():
+    # The ECP5 instantiates DP16KD with the output register where Yosys would put the memory
+    # in block RAM (the fit check's own cost model), in the same number of blocks.
+    bank = unused(ECP5.get_registered_memory(8, 256))
+    assert isinstance(bank, ECP5BlockRam) and bank.read_latency == 2 and bank.blocks == 1
+    wide = unused(ECP5.get_registered_memory(12, 1500))  # two 9 x 2048 side by side
+    assert (wide.across, wide.deep) == (2, 1)
+    deep = unused(ECP5.get_registered_memory(9, 3000))  # two 9 x 2048 stacked
+    assert (deep.across, deep.deep) == (1, 2)
+    assert memory_choice(ECP5.bram, True, 256, 8) == ("block", 1)
+    # LUT RAM (small, or --ram lutram): the caller's fabric register after its own memory.
+    assert memory_choice(ECP5.bram, True, 16, 8)[0] == "lutram"
+    assert ECP5.get_registered_memory(8, 16) is None
+    assert ECP5.get_registered_memory(8, 256, "lutram") is None
+    assert unused(ECP5.get_registered_memory(8, 64, "block")).blocks == 1
+    assert ECP5.get_registered_memory(8, 16, "block") is None  # 128 flip-flops are cheaper
+    # The 36-bit (PDPW16KD) mode stays with Yosys' mapping.
+    assert ECP5.get_registered_memory(36, 512, "block") is None
+    assert ICE40.get_registered_memory(8, 256) is None
+    assert FamilyPlatform(ECP5, ram="lutram").get_registered_memory(8, 256) is None
+    with pytest.raises(ValueError, match="ram must be one of auto, lutram, block, not 'bram'"):
+        FamilyPlatform(ECP5, ram="bram")
+
+
+def test_vector_banks_take_the_registered_memory():
+    text = verilog.convert(VectorBanks(lanes=2, width=8, depth=256), name="banks",
+                           emit_src=False, platform=FamilyPlatform(ECP5))
+    assert text.count("DP16KD #(") == 2 and text.count('.REGMODE_B("OUTREG")') == 2
+    plain = verilog.convert(VectorBanks(lanes=2, width=8, depth=256), name="banks",
+                            emit_src=False)
+    assert "DP16KD" not in plain and "lane1_word" in plain
+    assert verilog.convert(VectorBanks(lanes=2, width=8, depth=256), name="banks",
+                           emit_src=False, platform=FamilyPlatform(ICE40)) == plain
+
+    class Slow:
+        def get_registered_memory(self, width, depth):
+            bank = unused(ECP5BlockRam(width=width, depth=depth))
+            bank.read_latency = 1
+            return bank
+
+    with pytest.raises(ValueError, match="registered memory must have read_latency 2, not 1"):
+        verilog.convert(VectorBanks(lanes=1, width=8, depth=256), name="banks",
+                        emit_src=False, platform=Slow())
+
+
 @pytest.mark.parametrize("board", list(BOARDS))
 def test_board_platform_gets_the_hooks(board):
     b = BOARDS[board]
     platform_class = b.platform_class()
     hooked = with_hooks(platform_class, b.target_info.family)()
     assert isinstance(hooked, platform_class) and hooked.fpga_family is b.target_info.family
-    mult = hooked.get_multiplier(8, 8)
-    if b.target_info.family is ECP5:
-        assert isinstance(unused(mult), ECP5Multiplier)
-    else:
-        assert mult is None
+    mult = unused(hooked.get_multiplier(8, 8))
+    expected = ECP5Multiplier if b.target_info.family is ECP5 else ICE40Multiplier
+    assert isinstance(mult, expected)

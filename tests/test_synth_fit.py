@@ -40,9 +40,10 @@ CONFIGS = Path(__file__).parent.parent / "configs"
     ("ice40-up5k", 4, 6, (0, True)),
     ("ice40-up5k", 5, 6, (1, True)),
     ("ecp5-25k", 1, 8, (0, True)),
-    # Wider than the block: an upper bound, partial products of width - 1 bits.
-    ("ice40-up5k", 17, 8, (2, False)),
-    ("ice40-up5k", 24, 24, (4, False)),
+    # Wider than the block: on the ECP5 an upper bound, partial products of width - 1 bits;
+    # on the iCE40 LUTs (synth_ice40 runs without -dsp: nothing splits the product).
+    ("ice40-up5k", 17, 8, (0, True)),
+    ("ice40-up5k", 24, 24, (0, True)),
     ("ecp5-25k", 24, 24, (4, False)),
 ])
 def test_dsps_per_multiplier(name, ww, aw, expected):
@@ -136,6 +137,7 @@ def test_memory_mapping_matches_yosys(name, shape):
     ("ecp5-85k", 4, 39),    # 156/156
 ])
 def test_fit_search_fills_every_dsp(name, lanes, pes):
+    # DSP blocks only, the default; "mix" adds LUT lanes beyond them (test_lut_lanes.py).
     target = TARGETS[name]
     best = fit_search(target, Config())[0]
     assert (best["lanes"], best["pes"]) == (lanes, pes)
@@ -147,7 +149,7 @@ def test_fit_search_is_limited_by_memory_when_memory_runs_out():
     # Rows of 7168 columns: with 8 lanes each lane memory holds 2 x 896 words = 4 blocks,
     # 32 + 2 for the y FIFO > 30; with 7 lanes (1024 words each, still 4 blocks) it is
     # 28 + 2 = 30. Block RAM, not the 8 DSPs, limits the UP5K to 7 multipliers.
-    candidates = fit_search(UP5K, Config(cols=7168))
+    candidates = fit_search(UP5K, Config(cols=7168), multipliers="dsp")
     best = candidates[0]
     assert (best["lanes"], best["pes"], best["brams"]) == (7, 1, 30)
     assert all(c["multipliers"] <= 7 for c in candidates)
@@ -223,6 +225,13 @@ def test_cli_check_and_fit_run_no_tool(tmp_path, capsys):
     assert main(["synth", "--target", "ecp5-85k", "--fit", "--check", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "4 lanes x 39 PEs = 156 multipliers, 156/156 MULT18X18D" in text
+    assert not out.exists()
+    # --fit-multipliers mix: every DSP block, then LUT lanes (DESIGN §12.8).
+    assert main(["synth", "--target", "ecp5-85k", "--fit", "--fit-multipliers", "mix",
+                 "--check", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "64 lanes x 5 PEs = 320 multipliers, 156/156 MULT18X18D" in text
+    assert "164 LUT multipliers" in text
     assert not out.exists()
 
 

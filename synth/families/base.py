@@ -3,10 +3,11 @@ answers (:class:`PlatformHooks`); see the package docstring."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 __all__ = ["BlockRam", "Family", "figure", "RAM_POLICIES", "PlatformHooks", "FamilyPlatform",
-           "with_hooks", "register"]
+           "with_hooks", "register", "memory_choice", "block_shape"]
 
 
 #: Memory placement policies of ``bbsparse synth --ram`` (:meth:`Family.synth_command`).
@@ -22,6 +23,66 @@ class BlockRam:
     shapes: tuple[tuple[int, int], ...]
     #: Yosys' cost of one block (``cost`` in its memory library file).
     cost: int
+
+
+# Yosys memory_libmap weights (passes/memory/memory_libmap.cc) and the emulation scores it
+# gives the core's memories (a synchronous read port with enable, no transparency), read
+# from its debug output for SB_RAM40_4K, DP16KD/PDPW16KD and TRELLIS_DPR16X4.
+_FACTOR_MUX = 0.5
+_FACTOR_DEMUX = 0.5
+_FACTOR_EMU = 2
+_BLOCK_EMU_SCORE = 7
+_LUTRAM_EMU_SCORE = 1
+_LUTRAM_COST = 4
+
+
+def _block_option(bram: BlockRam, depth: int, width: int) -> tuple[float, int, tuple[int, int]]:
+    best = None
+    for shape in bram.shapes:
+        shape_width, shape_depth = shape
+        across = math.ceil(width / shape_width)
+        deep = math.ceil(depth / shape_depth)
+        blocks = across * deep
+        cost = bram.cost * blocks + _FACTOR_EMU * _BLOCK_EMU_SCORE
+        if deep > 1:
+            cost += _FACTOR_MUX * (deep - 1) * width + _FACTOR_DEMUX * deep
+        if best is None or cost < best[0]:
+            best = (cost, blocks, shape)
+    return best
+
+
+def _lutram_option(depth: int, width: int) -> tuple[float, int]:
+    deep = math.ceil(depth / 16)
+    units = deep * math.ceil(width / 4)
+    cost = _LUTRAM_COST * units + _FACTOR_EMU * _LUTRAM_EMU_SCORE
+    if deep > 1:
+        cost += _FACTOR_MUX * (deep - 1) * width + _FACTOR_DEMUX * deep
+    return cost, units
+
+
+def memory_choice(bram: BlockRam, has_lutram: bool, depth: int, width: int,
+                  ram: str = "auto") -> tuple[str, int]:
+    """Where Yosys maps a one-write, one-sync-read memory of depth x width: ``(kind, units)``,
+    kind ``"block"`` (units: blocks of `bram`), ``"lutram"`` (16x4 LUT-RAM units) or
+    ``"logic"`` (flip-flops), by Yosys' own costs. `ram` = "lutram" models ``-nobram``
+    (block RAM is never chosen), "block" models ``-nolutram`` (LUT RAM never is); soft logic
+    stays a candidate either way. A family's memory hook that instantiates block RAM asks
+    this too, so the fit check and the netlist agree."""
+    kind, units, best = "logic", depth * width, float(depth * width)
+    if has_lutram and ram != "block":
+        cost, lutram_units = _lutram_option(depth, width)
+        if cost < best:
+            kind, units, best = "lutram", lutram_units, cost
+    if ram != "lutram":
+        cost, blocks, _ = _block_option(bram, depth, width)
+        if cost < best:
+            kind, units, best = "block", blocks, cost
+    return kind, units
+
+
+def block_shape(bram: BlockRam, depth: int, width: int) -> tuple[int, int]:
+    """The (width, depth) aspect of `bram` Yosys would build a depth x width memory from."""
+    return _block_option(bram, depth, width)[2]
 
 
 def figure(used, available) -> dict:
@@ -41,6 +102,9 @@ class Family:
     dsp_name: str = ""
     dsp_width: int = 0
     dsp_min_product: int = 0
+    #: Whether the synthesis command splits a product wider than one block over several
+    #: (Yosys' mul2dsp); if not, such a product goes to LUTs.
+    splits_wide_products: bool = True
     #: The block RAM primitive Yosys maps the core's memories onto.
     bram: BlockRam | None = None
     #: The Yosys synthesis command, without -top / -json, and what each --ram policy adds.
@@ -124,6 +188,9 @@ class Family:
     def get_memory(self, memory):
         return None
 
+    def get_registered_memory(self, width: int, depth: int, ram: str = "auto"):
+        return None
+
     def __repr__(self):
         return f"<{self.name} family>"
 
@@ -158,9 +225,16 @@ class PlatformHooks:
     already have a ``family`` attribute (a string)."""
 
     fpga_family: Family
+    #: The ``--ram`` policy the vendor memories follow (that of the Yosys run after them).
+    ram: str = "auto"
 
     def get_multiplier(self, a_width: int, b_width: int):
         return self.fpga_family.get_multiplier(a_width, b_width)
+
+    def get_registered_memory(self, width: int, depth: int, ram: str | None = None):
+        # `ram`: a memory's own placement (VectorBanks' "block"), over the flow's policy.
+        return self.fpga_family.get_registered_memory(width, depth,
+                                                      self.ram if ram is None else ram)
 
     def get_memory(self, memory):
         vendor = self.fpga_family.get_memory(memory)
@@ -176,11 +250,14 @@ class FamilyPlatform(PlatformHooks):
     else of an Amaranth platform (no resources, no get_ff_sync...), so every other library
     component elaborates as without a platform."""
 
-    def __init__(self, family: Family, target=None):
+    def __init__(self, family: Family, target=None, ram: str = "auto"):
         if not isinstance(family, Family):
             raise TypeError(f"family must be a Family, not {family!r}")
+        if ram not in RAM_POLICIES:
+            raise ValueError(f"ram must be one of {', '.join(RAM_POLICIES)}, not {ram!r}")
         self.fpga_family = family
         self.target = target
+        self.ram = ram
 
     def __repr__(self):
         what = self.target.name if self.target is not None else self.fpga_family.name

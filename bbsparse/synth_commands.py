@@ -9,10 +9,16 @@ The configuration: with ``--config``, the file, with ``--set`` applied over it (
 other subcommand); without it, the target's (the board's) default core, with ``--set``
 applied over it. The UP5K's default is 8 lanes x 1 PE (its 8 SB_MAC16, as
 ``configs/ice40-up5k.toml``); every ECP5 target's is the default configuration.
+
+Exit status of ``bbsparse synth``: 0 when timing is met (or ``--allow-unmet``), 2 for a
+usage error or a failed tool (nothing trusted is left), and
+:data:`~bbsparse.synth.flow.TIMING_NOT_MET_STATUS` (3) when the bitstream and report are
+written but the target's constraint is not met (DESIGN §12.7).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from bbsparse.cliutil import (
@@ -27,6 +33,7 @@ from bbsparse.cliutil import (
 from bbsparse.golden.config import Config, ConfigError, parse_overrides
 from bbsparse.synth.boards import BOARDS, build_board
 from bbsparse.synth.flow import (
+    TIMING_NOT_MET_STATUS,
     FlowError,
     default_folder,
     fit_search,
@@ -90,9 +97,20 @@ def add_synth(subparsers) -> None:
                              "configuration when it differs from the target's default core "
                              "in more than lanes and pes)")
     parser.add_argument("--freq", type=_mhz, metavar="MHZ",
-                        help="clock constraint for nextpnr (default: 50 on the iCE40, "
-                             "150 on the ECP5)")
+                        help="clock constraint for nextpnr (default: the target's own, "
+                             + ", ".join(f"{t.name} {t.freq_mhz:g}" for t in TARGETS.values())
+                             + ")")
+    parser.add_argument("--allow-unmet", action="store_true",
+                        help="exit 0 even if timing is not met (Fmax below the constraint, "
+                             "or DSP blocks nextpnr cannot time); without it such a run "
+                             f"still writes the bitstream and report but exits "
+                             f"{TIMING_NOT_MET_STATUS}")
     parser.add_argument("--seed", type=_seed, default=1, help="nextpnr placement seed (default 1)")
+    parser.add_argument("--seeds", type=number_type(int, lambda v: 1 <= v <= 32,
+                                                    "an integer from 1 to 32"),
+                        default=1, metavar="N",
+                        help="also place and route with the next N-1 seeds (2 at a time) and "
+                             "report Fmax min / median over the N (default 1)")
     parser.add_argument("--ram", choices=list(RAM_POLICIES), default="auto",
                         help="where memories go: auto (Yosys' choice), lutram (ECP5: no block "
                              "RAM, synth_ecp5 -nobram: no EBR clock-to-output in the read "
@@ -100,6 +118,10 @@ def add_synth(subparsers) -> None:
     parser.add_argument("--fit", action="store_true",
                         help="search lanes x pes for the largest configuration that fits the "
                              "device (other parameters from the configuration), then run it")
+    parser.add_argument("--fit-multipliers", choices=("dsp", "mix"), default="dsp",
+                        help="what --fit fills: dsp (default: DSP blocks only) or mix (every "
+                             "DSP block, then LUT multipliers within half the LUTs; Yosys 0.70 "
+                             "fails an assertion on the largest mixes, DESIGN section 12.8)")
     parser.add_argument("--check", action="store_true",
                         help="only the fit check (and the --fit search): run no tool")
     parser.set_defaults(run=run_synth)
@@ -112,7 +134,8 @@ def run_synth(args) -> int:
     fit_info = None
     try:
         if args.fit:
-            candidates = fit_search(target, config, ram=args.ram)
+            candidates = fit_search(target, config, ram=args.ram,
+                                    multipliers=args.fit_multipliers)
             best = candidates[0]
             config = best["_config"]
             progress(f"fit search on {target.name}: {pes_text(config)} = "
@@ -132,9 +155,21 @@ def run_synth(args) -> int:
             return 0
         out = Path(args.out) if args.out else default_folder(target, config, args.ram)
         check_folder(out)  # before any tool: a folder it cannot write is refused now
-        run_flow(target, config, out, args.freq, args.seed, fit_info, args.ram)
+        result = run_flow(target, config, out, args.freq, args.seed, fit_info, args.ram,
+                          seeds=args.seeds)
     except (FitError, FlowError) as exc:
         raise CliError(str(exc)) from None
+    if not result.met:
+        timing = result.report["timing"]
+        what = "; ".join(timing["reasons"])
+        if args.allow_unmet:
+            progress(f"TIMING NOT MET ({what}); --allow-unmet: exit status 0")
+            return 0
+        print(f"bbsparse: TIMING NOT MET for {target.name} at {timing['constraint_mhz']:g} MHz: "
+              f"{what}. The bitstream {result.bitstream} is written but does not meet its "
+              f"constraint; exit status {TIMING_NOT_MET_STATUS} (--allow-unmet to accept it)",
+              file=sys.stderr, flush=True)
+        return TIMING_NOT_MET_STATUS
     return 0
 
 
@@ -150,8 +185,9 @@ def add_board(subparsers) -> None:
                     "constraints, through Yosys, nextpnr and the packer. Without --config, "
                     "the board's default core (its target's), with --set applied over it.",
         epilog="boards: " + "; ".join(f"{b.name} = {b.target_info.description}, "
-                                      f"{b.clock_hz / 1e6:g} MHz, default core "
-                                      f"{pes_text(b.default_config())}"
+                                      f"{b.clock_hz / 1e6:g} MHz oscillator, design clock "
+                                      f"{b.default_clock_hz / 1e6:g} MHz from its PLL, "
+                                      f"default core {pes_text(b.default_config())}"
                                       for b in BOARDS.values()))
     add_config_options(parser)
     parser.add_argument("--board", required=True, choices=list(BOARDS))
@@ -162,6 +198,14 @@ def add_board(subparsers) -> None:
                         help="weight memory depth in w beats, from the core's cycles_per_row "
                              "to 65535 (default: the board's)")
     parser.add_argument("--seed", type=_seed, default=1, help="nextpnr placement seed")
+    parser.add_argument("--clock-mhz", type=_mhz, metavar="MHZ",
+                        help="design clock, made by the FPGA's PLL from the board's oscillator "
+                             "(refused, naming the nearest, if the PLL cannot make it; the "
+                             "oscillator's own frequency means no PLL); the UART divisor, the "
+                             "timeout and the clock constraint follow it (default: the "
+                             "board's, "
+                             + ", ".join(f"{b.name} {b.default_clock_hz / 1e6:g}"
+                                         for b in BOARDS.values()) + ")")
     parser.set_defaults(run=run_board)
 
 
@@ -173,7 +217,7 @@ def run_board(args) -> int:
     check_folder(out)  # before anything is built: a folder it cannot write is refused now
     try:
         build_board(board, config, out, baud=args.baud, max_w_beats=args.max_w_beats,
-                    seed=args.seed, write=write_outputs)
+                    seed=args.seed, write=write_outputs, clock_mhz=args.clock_mhz)
     except (ValueError, FlowError) as exc:  # FitError and BoardError are ValueErrors
         raise CliError(str(exc)) from None
     return 0

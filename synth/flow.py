@@ -11,6 +11,12 @@ it is doing) and keeps its log in the output folder; ``report.json`` gathers
 resource use against the device, Fmax against the constraint, the critical path's ends,
 the wall time of each step, and whether every multiplier landed in a DSP block.
 
+What the figures can be trusted for is reported beside them: ``timing.met`` (the Fmax
+reaches the target's own constraint and covers every DSP block: nextpnr-ice40 does not time
+SB_MAC16, so each must be registered on both sides, :func:`dsp_register_check`), the Fmax
+over further placement seeds (:func:`fmax_over_seeds`), and the w stream the GOPS assume
+against what the chip and the board can hold and give (:func:`w_stream_figures`).
+
 ``--fit`` searches (lanes, pes) for the configuration that uses the most hard multipliers
 the memories allow, by the pre-tool model only, then runs the flow once on the winner.
 
@@ -23,7 +29,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +44,13 @@ from .tools import FlowError, run_step, yowasp
 
 __all__ = ["run_flow", "fit_search", "parse_nextpnr_report", "parse_yosys_stat",
            "classify_cell", "build_report", "default_folder", "pes_text", "progress",
-           "FlowError", "FlowResult"]
+           "FlowError", "FlowResult", "dsp_register_check", "timing_figures",
+           "w_stream_figures", "throughput_figures", "weight_capacity", "fmax_over_seeds",
+           "seed_figures", "BOARD_MEMORY", "TIMING_NOT_MET_STATUS"]
+
+#: The exit status of `bbsparse synth` when the bitstream is written but its timing is not
+#: met (DESIGN §12.7); 2 is a usage error, 1 a failed run of another command.
+TIMING_NOT_MET_STATUS = 3
 
 
 # -- reading the tools' results --------------------------------------------------------------
@@ -155,6 +169,11 @@ class FlowResult:
     report_path: Path
     bitstream: Path
 
+    @property
+    def met(self) -> bool:
+        """Whether the bitstream meets its constraint (``report["timing"]["met"]``)."""
+        return bool(self.report["timing"]["met"])
+
 
 def progress(text: str, end: str = "\n") -> None:
     """One line (or the start of one) of the flow's progress on stdout."""
@@ -163,11 +182,18 @@ def progress(text: str, end: str = "\n") -> None:
 
 def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None = None,
              seed: int = 1, fit_info: dict | None = None, ram: str = "auto", *,
-             core=None, extra=()) -> FlowResult:
+             core=None, extra=(), seeds: int = 1, workers: int = 2) -> FlowResult:
     """Check, synthesise, place, route and pack `config` for `target` into `out`.
 
     `core` replaces the core `config` selects by another design built on it (a compiled
-    model, DESIGN §16), whose memories beside the core's are `extra` (for the fit check)."""
+    model, DESIGN §16), whose memories beside the core's are `extra` (for the fit check).
+    With `seeds` > 1, nextpnr also places and routes the same netlist with the next
+    ``seeds - 1`` seeds (`workers` at a time, :func:`fmax_over_seeds`) and the report gains
+    ``fmax_seeds`` (min / median); the bitstream is `seed`'s.
+
+    A missed constraint does not stop the flow: ``report["timing"]["met"]`` (and
+    :attr:`FlowResult.met`) says so, for the caller to act on (``bbsparse synth`` exits with
+    :data:`TIMING_NOT_MET_STATUS`)."""
     family = target.family
     freq = float(freq_mhz or target.freq_mhz)
     fit = require_fit(target, config, ram, extra)  # the --ram policy too
@@ -197,7 +223,7 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
     top = SynthTop(config, core)
     verilog_path = out / f"{TOP_NAME}.v"
     write_if_changed(verilog_path, verilog.convert(top, name=TOP_NAME, emit_src=False,
-                                                    platform=FamilyPlatform(family, target)))
+                                                    platform=FamilyPlatform(family, target, ram)))
     (out / "config.toml").write_text(config.to_toml())
     constraints = out / f"{TOP_NAME}{target.constraints_suffix}"
     constraints.write_text(target.constraints())
@@ -243,6 +269,10 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
             f"multipliers ({pes_text(config)}), expected "
             + (f"{fit.dsps}" if fit.dsps_exact else f"{fit.multipliers}..{fit.dsps}")
             + f": not every multiplier is in a DSP block; see {yosys_log}")
+    # nextpnr-ice40 does not time SB_MAC16: say now which DSP blocks its Fmax cannot cover.
+    dsp_registers = dsp_register_check(target, netlist)
+    for line in dsp_register_lines(dsp_registers):
+        progress(line)
 
     # 3. nextpnr: placement, routing, timing against the constraint.
     pnr_log = out / "nextpnr.log"
@@ -262,6 +292,19 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
     fmax = pnr["fmax"]
     progress(f"{title}: Fmax {fmax['achieved_mhz']:.1f} MHz, constraint {freq:g} MHz "
              f"{'met' if fmax['met'] else 'NOT MET'}; {seconds:.1f} s ({pnr_log.name})")
+    fmax_seeds = None
+    if seeds > 1:
+        more = [seed + k for k in range(1, seeds)]
+        title = f"[3/4] {name}, seeds {', '.join(map(str, more))}"
+        progress(f"{title} ({min(workers, len(more))} at a time) ...")
+        start = time.monotonic()
+        found = fmax_over_seeds(out, target, more, freq, workers=workers,
+                                netlist=netlist.name, constraints=constraints.name)
+        fmax_seeds = {**seed_figures({seed: fmax["achieved_mhz"], **found}),
+                      "seconds": round(time.monotonic() - start, 2), "workers": workers}
+        progress(f"{title}: Fmax over seeds {', '.join(map(str, fmax_seeds['seeds']))}: min "
+                 f"{fmax_seeds['min_mhz']:.1f}, median {fmax_seeds['median_mhz']:.1f}, max "
+                 f"{fmax_seeds['max_mhz']:.1f} MHz")
 
     # 4. The bitstream.
     packer = family.packer
@@ -273,7 +316,8 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
     progress(f"{title}: {bitstream.name} ({bitstream.stat().st_size} bytes); {seconds:.1f} s")
 
     report = build_report(target, config, top, fit, cells, pnr, steps, freq, seed,
-                          time.monotonic() - t0, fit_info)
+                          time.monotonic() - t0, fit_info, dsp_registers=dsp_registers,
+                          ram=ram, fmax_seeds=fmax_seeds)
     report["ram"] = {"policy": ram, "yosys": synth_command}
     report_path = out / "report.json"
     report_path.write_text(json.dumps(report, indent=2) + "\n")
@@ -289,7 +333,8 @@ def _versions() -> dict:
 
 def build_report(target: Target, config: Config, top, fit, cells: dict, pnr: dict,
                  steps: dict, freq: float, seed: int, total: float,
-                 fit_info: dict | None = None) -> dict:
+                 fit_info: dict | None = None, *, dsp_registers: dict | None = None,
+                 ram: str = "auto", fmax_seeds: dict | None = None) -> dict:
     """The JSON report of one flow run (pure: figures in, dictionary out)."""
     logic = target.family.logic_resources(target, cells, pnr)
     dsps_placed = pnr["dsps"]["used"] if pnr["dsps"] else 0
@@ -337,6 +382,16 @@ def build_report(target: Target, config: Config, top, fit, cells: dict, pnr: dic
         report["resources"]["lutram_units"] = figure(cells["lutram_units"], available)
     if fit_info is not None:
         report["fit_search"] = fit_info
+    if dsp_registers is None:
+        dsp_registers = dsp_register_check(target, None)
+    report["dsp_registers"] = dsp_registers
+    report["timing"] = timing_figures(pnr["fmax"], dsp_registers)
+    if fmax_seeds is not None:
+        report["fmax_seeds"] = fmax_seeds
+    fmax = pnr["fmax"]["achieved_mhz"]
+    report["throughput"] = throughput_figures(config, fmax, dsps_placed,
+                                              report["resources"]["luts"]["used"])
+    report["w_stream"] = w_stream_figures(target, config, fmax, ram)
     return report
 
 
@@ -364,42 +419,326 @@ def _print_summary(report: dict) -> None:
                  f"{path['to']['cell']} ({path['to']['block']}), {path['delay_ns']:.2f} ns "
                  f"({path['logic_ns']:.2f} logic, {path['routing_ns']:.2f} routing, "
                  f"{path['levels']} logic levels)")
+    w = report.get("w_stream")
+    if w:
+        line = (f"w stream: {w['bits_per_beat']} bits a cycle = {w['gbit_per_s_at_fmax']:.2f} "
+                f"Gbit/s at Fmax (the GOPS assume it); on chip (compiled model) "
+                f"{w['on_chip_weight_capacity']['weights']} weights")
+        board = w.get("board_memory")
+        if board:
+            line += (f"; {board['board']} {board['memory']}: {board['peak_gbit_per_s']:.2f} "
+                     f"Gbit/s peak, {100 * board['share_of_stream']:.0f} % of the stream")
+        progress(line)
+    seeds = report.get("fmax_seeds")
+    if seeds:
+        progress(f"Fmax over seeds {', '.join(map(str, seeds['seeds']))}: min "
+                 f"{seeds['min_mhz']:.1f}, median {seeds['median_mhz']:.1f} MHz")
+    dsp = report.get("dsp_registers", {})
+    if dsp.get("checked"):
+        progress(f"DSP timing: {dsp['bound']['note']}")
     times = ", ".join(f"{name} {step['seconds']:.1f} s" for name, step in report["steps"].items())
     progress(f"wall time: {times}; total {report['total_seconds']:.1f} s")
+    timing = report.get("timing")
+    if timing:
+        if timing["met"]:
+            progress(f"timing: met, Fmax {timing['fmax_mhz']:.1f} MHz against the "
+                     f"{timing['constraint_mhz']:g} MHz constraint")
+        else:
+            progress(f"timing: NOT MET against the {timing['constraint_mhz']:g} MHz "
+                     f"constraint: " + "; ".join(timing["reasons"]))
+
+
+# -- what the figures can be trusted for ---------------------------------------------------------
+
+
+def dsp_register_check(target: Target, netlist: Path | dict | None) -> dict:
+    """Whether nextpnr's Fmax covers the DSP blocks of the Yosys JSON netlist `netlist` (a
+    path or the parsed JSON): the family's ``dsp_register_check`` if it has one (the iCE40:
+    nextpnr-ice40 has no SB_MAC16 timing, so every block must be registered on both sides,
+    :meth:`.families.ice40.ICE40Family.dsp_register_check`), else ``{"checked": False,
+    "reason": ...}`` (nextpnr-ecp5 times MULT18X18D from prjtrellis' data)."""
+    check = getattr(target.family, "dsp_register_check", None)
+    if check is None:
+        return {"checked": False, "cell": target.dsp_name,
+                "reason": f"{target.family.nextpnr} times {target.dsp_name} itself (its "
+                          f"timing database has the block), so its Fmax covers the DSP "
+                          f"paths"}
+    if netlist is None:
+        return {"checked": False, "cell": target.dsp_name, "reason": "no netlist given"}
+    if not isinstance(netlist, dict):
+        netlist = json.loads(Path(netlist).read_text())
+    return check(netlist)
+
+
+def dsp_register_lines(check: dict, limit: int = 3) -> list[str]:
+    """The flow's lines about a :func:`dsp_register_check`: one when every block is
+    registered, else a warning naming each unregistered cell (up to `limit`) and what it
+    lacks, and the vendor figure that bounds it."""
+    if not check.get("checked"):
+        return []
+    cell = check["cell"]
+    bound = check["bound"]
+    if check["all_registered"]:
+        return [f"DSP registers: {check['registered']}/{check['total']} {cell} registered at "
+                f"inputs and outputs; nextpnr has no {cell} timing, so the Fmax holds up to "
+                f"{bound['registered_block_limit_mhz']:g} MHz (vendor: 16x16 multiply "
+                f"{bound['unregistered_16x16_multiply_ns']} ns between the block's registers)"]
+    bad = [c for c in check["cells"] if not c["registered"]]
+    lines = [f"WARNING: {len(bad)} of {check['total']} {cell} not registered on both sides: "
+             f"nextpnr has no {cell} timing, so the Fmax below leaves out their multiply (vendor "
+             f"figure: an unregistered 16x16 multiply takes "
+             f"{bound['unregistered_16x16_multiply_ns']} ns); timing cannot be met"]
+    for c in bad[:limit]:
+        lines.append(f"WARNING: {cell} {c['cell']}: " + "; ".join(c["missing"]))
+    if len(bad) > limit:
+        lines.append(f"WARNING: ... and {len(bad) - limit} more {cell} (report.json "
+                     f"dsp_registers)")
+    return lines
+
+
+def timing_figures(fmax: dict, dsp_registers: dict) -> dict:
+    """``timing`` of the report: Fmax against the constraint, and `met` only if nextpnr's
+    Fmax reaches the constraint and covers every DSP block (:func:`dsp_register_check`);
+    `reasons` says why not."""
+    reasons = []
+    if not fmax["met"]:
+        reasons.append(f"Fmax {fmax['achieved_mhz']:.2f} MHz is below the "
+                       f"{fmax['constraint_mhz']:g} MHz constraint")
+    if dsp_registers.get("checked") and not dsp_registers["all_registered"]:
+        unregistered = dsp_registers["total"] - dsp_registers["registered"]
+        reasons.append(f"{unregistered} of {dsp_registers['total']} {dsp_registers['cell']} "
+                       f"lack input or output registers, and nextpnr does not time them")
+    return {"fmax_mhz": fmax["achieved_mhz"], "constraint_mhz": fmax["constraint_mhz"],
+            "met": not reasons, "reasons": reasons}
+
+
+def throughput_figures(config: Config, fmax_mhz: float, dsps: int, luts: int) -> dict:
+    """The peak the array can reach at `fmax_mhz`: every multiplier busy every cycle, 2 ops
+    a multiply-accumulate; per hard multiplier (DSP block) and per 1000 LUTs. The bench
+    multiplies by the utilization it measures (DESIGN §7)."""
+    peak = 2 * config.multipliers * fmax_mhz / 1000
+    return {"peak_gops": round(peak, 3),
+            "gops_per_dsp": round(peak / dsps, 4) if dsps else None,
+            "gops_per_1000_luts": round(peak / (luts / 1000), 4) if luts else None,
+            "note": "peak: every multiplier busy every cycle (utilization 1) at this Fmax, "
+                    "with the w stream of w_stream behind it"}
+
+
+#: What each board has to stream weights from, beside the FPGA's own memories (peak rates of
+#: the bus; a controller's refresh, row and turnaround cycles come off them).
+BOARD_MEMORY = {
+    "ULX3S": {
+        "memory": "SDRAM, 32 MB, 16-bit bus",
+        "bytes": 32 * 2**20, "bus_bits": 16, "clock_mhz": 166.0,
+        "source": "ULX3S board data (radiona.org/ulx3s): 32 MB SDRAM at 166 MHz, 16 bits; "
+                  "boards carry MT48LC16M16A2, IS42S16160G or AS4C32M16SB-7 (PC133: "
+                  "133 MHz, 2.13 Gbit/s)",
+    },
+    "iCEBreaker": {
+        "memory": "no RAM beside the FPGA; 16 MB quad-SPI flash (W25Q128JV)",
+        "bytes": 16 * 2**20, "bus_bits": 4, "clock_mhz": 50.0,
+        "source": "iCEBreaker (1BitSquared): the only memory beside the UP5K is its "
+                  "128 Mbit quad-SPI configuration flash; 4 bits at about 50 MHz from the "
+                  "UP5K fabric (the flash itself allows 133 MHz)",
+    },
+}
+
+
+def weight_capacity(target: Target, config: Config, ram: str = "auto",
+                    limit: int = 1 << 24) -> int:
+    """The deepest weight ROM of w beats (`config.w_beat_width` bits each) that fits
+    `target` beside the core's own memories, by the fit check's model (DESIGN §12.3): the
+    on-chip weight memory of the compiled-model path (DESIGN §16). 0 if none fits."""
+    from ..hdl.engines import MemoryNeed
+
+    def fits(depth: int) -> bool:
+        need = MemoryNeed("weight ROM", 1, depth, config.w_beat_width)
+        return not fit_check(target, config, ram, [need]).problems()
+
+    if not fits(1):
+        return 0
+    low, high = 1, 2
+    while high <= limit and fits(high):
+        low, high = high, high * 2
+    high = min(high, limit + 1)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
+
+
+def w_stream_figures(target: Target, config: Config, fmax_mhz: float,
+                     ram: str = "auto") -> dict:
+    """What the GOPS assume of the weights, and what the chip and the board can give.
+
+    The core takes one w beat (``lanes * pes`` entries of weight and index) every cycle in
+    steady state; at Fmax that is ``w_beat_width * Fmax`` bits a second. Beside it: the
+    weights the compiled-model path can hold on chip (:func:`weight_capacity`) and the peak
+    of the board's memory (:data:`BOARD_MEMORY`), with the share of the stream it covers."""
+    bits = config.w_beat_width
+    needed = bits * fmax_mhz / 1000
+    entries = config.lanes * config.pes
+    beats = weight_capacity(target, config, ram)
+    on_chip = {
+        "path": "bbsparse compile: every layer's w frames in a ROM beside the core",
+        "memory": f"{target.bram.name} block RAM left beside the core",
+        "beats": beats,
+        "weights": beats * entries,
+        "dense_equivalent_weights": round(beats * entries / config.density),
+        "bits": beats * bits,
+        "note": "weights are the nonzero slots of the pattern; dense-equivalent divides by "
+                "the density",
+    }
+    if target.family.name == "ice40":
+        on_chip["note"] += ("; the UP5K's four 256-kbit SPRAMs (single-port) are not used")
+    board = BOARD_MEMORY.get(target.board)
+    memory = None
+    if board is not None:
+        peak = board["bus_bits"] * board["clock_mhz"] / 1000
+        memory = {"board": target.board, **board, "peak_gbit_per_s": round(peak, 3),
+                  "share_of_stream": round(peak / needed, 4) if needed else None}
+    return {
+        "bits_per_beat": bits,
+        "entries_per_beat": entries,
+        "gbit_per_s_at_fmax": round(needed, 3),
+        "on_chip_weight_capacity": on_chip,
+        "board_memory": memory,
+        "note": "GOPS assume one w beat every cycle: a peak, sustained only while the "
+                "weights come this fast (from on-chip memory, or the board memory's share "
+                "of it at most)",
+    }
+
+
+# -- placement seeds ---------------------------------------------------------------------------
+
+
+def fmax_over_seeds(out: Path, target: Target, seeds, freq_mhz: float, *, workers: int = 2,
+                    netlist: str = "synth.json", constraints: str | None = None) -> dict:
+    """nextpnr's Fmax for each of `seeds` on the netlist a flow left in `out` (no bitstream),
+    `workers` runs at a time; {seed: MHz}. Each run keeps its log, report and placed design
+    in ``out/seeds/seed-<n>/``."""
+    family = target.family
+    constraints = constraints or f"{TOP_NAME}{target.constraints_suffix}"
+    tool = yowasp(family.nextpnr)
+
+    def one(seed: int) -> tuple[int, float]:
+        folder = Path("seeds") / f"seed-{seed}"
+        (out / folder).mkdir(parents=True, exist_ok=True)
+        report = folder / "nextpnr_report.json"
+        (out / report).unlink(missing_ok=True)
+        argv = [tool, *family.nextpnr_device_args(target), "--json", netlist,
+                *family.nextpnr_layout_args(constraints,
+                                            str(folder / f"{TOP_NAME}{family.placed_suffix}")),
+                "--freq", f"{freq_mhz:g}", "--report", str(report), "--timing-allow-fail",
+                "--seed", str(seed), "-q", "-l", str(folder / "nextpnr.log")]
+        run_step(family.nextpnr, argv, out / folder / "nextpnr.stdout.log", out)
+        pnr = parse_nextpnr_report(json.loads((out / report).read_text()), target)
+        return seed, pnr["fmax"]["achieved_mhz"]
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return dict(pool.map(one, list(seeds)))
+
+
+def seed_figures(fmax_by_seed: dict) -> dict:
+    """``fmax_seeds`` of the report: each seed's Fmax, and their min, median and max."""
+    seeds = sorted(fmax_by_seed)
+    values = [fmax_by_seed[seed] for seed in seeds]
+    return {"seeds": seeds, "fmax_mhz": values, "min_mhz": min(values),
+            "median_mhz": round(statistics.median(values), 2), "max_mhz": max(values)}
 
 
 # -- the largest configuration that fits ---------------------------------------------------------
 
 
-def fit_search(target: Target, base: Config, limit: int = 10, ram: str = "auto") -> list[dict]:
-    """Every (lanes, pes) that fits `target` by the pre-tool model, best first.
+#: The share of the device's LUT4s the ``--fit`` search fills at most by the pre-tool
+#: estimate (:func:`.targets.lut_estimate`): the rest is room for placement and routing.
+FIT_LUT_BUDGET = 0.5
 
-    Best = most multipliers (hence DSP blocks) used; then the least padding (banks_per_row
-    a multiple of lanes, so no lane idles on zero banks); then more lanes and fewer PEs
-    (less per-PE control, a narrower y). Every other parameter is kept from `base`.
+
+def fit_search(target: Target, base: Config, limit: int = 10, ram: str = "auto", *,
+               multipliers: str = "dsp", lut_budget: float = FIT_LUT_BUDGET) -> list[dict]:
+    """Every (lanes, pes) that fits `target` by the pre-tool model, best first (DESIGN §12.8).
+
+    `multipliers` = ``"dsp"`` (the default): every multiplier in a DSP block, so at most the
+    DSP budget of them. ``"mix"`` (``bbsparse synth --fit --fit-multipliers mix``, when the
+    engine takes ``lut_multipliers``; not the default while Yosys 0.70's abc9 fails an
+    assertion on the largest mixes, DESIGN §12.8): the DSP blocks first,
+    then LUT multipliers (``lut_multipliers`` = multipliers beyond the DSP budget) while the
+    estimated LUT4s stay within `lut_budget` of the device's; when the vector banks' block
+    RAM runs out, the banks are split (``lutram_banks``): as many in block RAM as the blocks
+    left by the other memories hold, the rest in LUT RAM (``--ram auto`` and a device with
+    LUT RAM only).
+
+    Best = most useful multipliers (multipliers x lane efficiency, ``banks_per_row /
+    padded_banks_per_row``: a lane that idles on zero banks does no work); then the least
+    padding; then the fewest estimated LUT4s; then more lanes and fewer PEs (less per-PE
+    control, a narrower y). Every other parameter is kept from `base`.
     """
-    each = fit_check(target, base, ram).dsps_each
+    if multipliers not in ("dsp", "mix"):
+        raise ValueError(f"multipliers must be 'dsp' or 'mix', not {multipliers!r}")
+    params = {**base.to_dict(), "lut_multipliers": 0, "lutram_banks": 0}
+    plain = Config(**params)
+    each = fit_check(target, plain, ram).dsps_each
     if each == 0:
         raise FitError(f"{base.weight_width}-bit x {base.act_width}-bit multipliers do not map "
                        f"to {target.dsp_name} blocks (too narrow), so there is nothing to fill")
     budget = target.dsps // each
-    params = base.to_dict()
+    lane_choices = plain.format.lane_choices
+    mix = multipliers == "mix" and "lut_multipliers" in lane_choices
+    split_banks = mix and "lutram_banks" in lane_choices and ram == "auto" \
+        and bool(target.lutram_units)
+    lut_cap = int(target.luts * lut_budget)
+    from ..hdl.lut_multiplier import LUTMultiplier
+
+    most = budget
+    if mix:
+        most += lut_cap // LUTMultiplier.luts_of(base.act_width, base.weight_width)
     found = []
-    for lanes in range(1, min(budget, base.banks_per_row) + 1):
-        for pes in range(1, budget // lanes + 1):
+
+    def consider(config, report):
+        if report.problems() or (mix and report.luts > lut_cap):
+            return False
+        efficiency = config.banks_per_row / config.padded_banks_per_row
+        peak = 2 * config.multipliers * target.freq_mhz / 1000
+        found.append({"lanes": config.lanes, "pes": config.pes,
+                      "multipliers": config.multipliers, "dsps": report.dsps,
+                      "lut_multipliers": config.lut_multipliers,
+                      "lutram_banks": config.lutram_banks, "brams": report.brams,
+                      "lutram_units": report.lutram_units, "luts_estimate": report.luts,
+                      "lane_efficiency": round(efficiency, 4),
+                      "useful_multipliers": round(config.multipliers * efficiency, 2),
+                      # At the target's own clock goal: what the flow then measures.
+                      "peak_gops_at_goal": round(peak, 3),
+                      "gops_per_dsp_at_goal": round(peak / report.dsps, 4) if report.dsps
+                      else None,
+                      "gops_per_1000_luts_at_goal": round(peak / (report.luts / 1000), 4),
+                      "_config": config})
+        return True
+
+    for lanes in range(1, min(most, base.banks_per_row) + 1):
+        for pes in range(1, most // lanes + 1):
+            lut = max(0, lanes * pes - budget) if mix else 0
             try:
-                config = Config(**{**params, "lanes": lanes, "pes": pes})
+                config = Config(**{**params, "lanes": lanes, "pes": pes,
+                                   "lut_multipliers": lut})
             except ConfigError:
                 continue
             report = fit_check(target, config, ram)
-            if report.problems():
+            if consider(config, report) or not split_banks or report.brams <= target.bram_blocks:
                 continue
-            efficiency = config.banks_per_row / config.padded_banks_per_row
-            found.append({"lanes": lanes, "pes": pes, "multipliers": config.multipliers,
-                          "dsps": report.dsps, "brams": report.brams,
-                          "lutram_units": report.lutram_units,
-                          "lane_efficiency": round(efficiency, 4), "_config": config})
-    found.sort(key=lambda c: (-c["multipliers"], -c["lane_efficiency"], -c["lanes"]))
+            # Block RAM ran out: as many banks in block RAM as the blocks left hold.
+            split = Config(**{**config.to_dict(), "lutram_banks": config.multipliers})
+            others = fit_check(target, split, ram).brams  # every bank in LUT RAM
+            per_bank = next(m.units_each for m in fit_check(
+                target, Config(**{**config.to_dict(), "lutram_banks": 1}), ram).memories
+                if m.role == "vector banks (block)")
+            in_block = max(0, (target.bram_blocks - others) // max(1, per_bank))
+            if in_block < config.multipliers:
+                split = Config(**{**config.to_dict(),
+                                  "lutram_banks": config.multipliers - in_block})
+            consider(split, fit_check(target, split, ram))
+    found.sort(key=lambda c: (-c["useful_multipliers"], -c["lane_efficiency"],
+                              c["luts_estimate"], -c["lanes"]))
     if not found:
         raise FitError(f"no (lanes, pes) fits the {target.name}: even 1 lane x 1 PE breaks a "
                        f"limit: " + "; ".join(fit_check(

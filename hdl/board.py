@@ -7,13 +7,21 @@ the UART, the link's stages and the pins (:class:`BoardPins`); DESIGN §10.
 
 from __future__ import annotations
 
-from amaranth.hdl import Elaboratable, Module, ResetInserter
+from amaranth.hdl import (
+    ClockDomain,
+    ClockSignal,
+    Elaboratable,
+    Module,
+    ResetInserter,
+    ResetSignal,
+)
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..golden.config import Config
 from ..golden.model import IntegerModel
 from ..golden.protocol import ModelInfo
+from .clocking import BoardClock, PLLSetting
 from .host_link import HostLink, ModelHostLink
 from .model import ModelCore, model_images
 from .spmv import BBSSpMV
@@ -192,15 +200,24 @@ class ModelBoardTop(wiring.Component):
 class BoardPins(Elaboratable):
     """A board top (:class:`BoardTop` or :class:`ModelBoardTop`) on a board: its `rx` and
     `tx` on the platform's ``uart`` 0, and `busy` and `failed` on two LEDs, named by `leds`
-    (one name twice: numbers 0 and 1). The clock and reset are the platform's default
-    domain."""
+    (one name twice: numbers 0 and 1). With `pll` (a
+    :class:`~bbsparse.hdl.clocking.PLLSetting`) the top runs from the PLL's output
+    (:class:`~bbsparse.hdl.clocking.BoardClock`: reset until the PLL locks, the output's
+    frequency as the clock constraint); without, from the platform's default domain (the
+    board's oscillator)."""
 
-    def __init__(self, top: BoardTop | ModelBoardTop, *, leds: tuple[str, str]):
+    def __init__(self, top: BoardTop | ModelBoardTop, *, leds: tuple[str, str],
+                 pll: PLLSetting | None = None):
         self.top = top
         self.leds = leds
+        self.pll = pll
 
     def elaborate(self, platform):
         m = Module()
+        if self.pll is not None:
+            m.submodules.clock = clock = BoardClock(self.pll)
+            m.domains.sync = ClockDomain()
+            m.d.comb += [ClockSignal("sync").eq(clock.clk), ResetSignal("sync").eq(clock.rst)]
         m.submodules.board = top = self.top
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buffer = rx = io.Buffer("i", uart.rx)

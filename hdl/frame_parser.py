@@ -116,14 +116,20 @@ class FrameParser(wiring.Component):
         byte_in_unit = Signal(range(unit_max), name="byte_in_unit")
         status = Signal(8, name="status")  # the header's verdict, or TIMEOUT
         idle = Signal(range(self._timeout_cycles + 1), name="idle")
+        timed_out = Signal(name="timed_out")  # idle == timeout_cycles, as a register
+
+        # Kept in registers, so that no decode of the command byte and no 16-bit compare
+        # lies between a received byte and the parser's state: the index of a unit's last
+        # byte (set with the command byte), and whether the unit is the frame's last.
+        unit_last = Signal(range(unit_max), name="unit_last")
+        last_unit = Signal(name="last_unit")  # units_left == 1
 
         fire = self.rx.valid & self.rx.ready
         byte = self.rx.payload
-        timed_out = idle == self._timeout_cycles
-        unit = Mux(self.command == Command.LOAD_X, self._x_bytes, 1)
+        unit = Mux(byte == Command.LOAD_X, self._x_bytes, 1)
         if self.loads_weights:
-            unit = Mux(self.command == Command.LOAD_W, self._w_bytes, unit)
-        unit_done = fire & (byte_in_unit == unit - 1)
+            unit = Mux(byte == Command.LOAD_W, self._w_bytes, unit)
+        unit_done = fire & (byte_in_unit == unit_last)
         forward = status == Status.OK
         m.d.comb += [
             self.frame.payload.command.eq(self.command),
@@ -133,9 +139,9 @@ class FrameParser(wiring.Component):
         ]
         m.d.sync += self.begin.eq(0)
         with m.If(fire):
-            m.d.sync += idle.eq(0)
+            m.d.sync += [idle.eq(0), timed_out.eq(0)]
         with m.Elif(~timed_out):
-            m.d.sync += idle.eq(idle + 1)
+            m.d.sync += [idle.eq(idle + 1), timed_out.eq(idle == self._timeout_cycles - 1)]
 
         def time_out():
             m.d.sync += status.eq(Status.TIMEOUT)
@@ -145,7 +151,8 @@ class FrameParser(wiring.Component):
             with m.State("command"):
                 m.d.comb += self.rx.ready.eq(1)
                 with m.If(fire):
-                    m.d.sync += [self.command.eq(byte), self.begin.eq(1)]
+                    m.d.sync += [self.command.eq(byte), self.begin.eq(1),
+                                 unit_last.eq(unit - 1)]
                     m.next = "length_low"
 
             with m.State("length_low"):
@@ -161,7 +168,7 @@ class FrameParser(wiring.Component):
                 full = Cat(length[:8], byte)
                 with m.If(fire):
                     m.d.sync += [length[8:].eq(byte), units_left.eq(full),
-                                 byte_in_unit.eq(0)]
+                                 last_unit.eq(full == 1), byte_in_unit.eq(0)]
                     self._judge(m, status, full)
                     with m.If(full == 0):
                         m.next = "end"
@@ -177,8 +184,9 @@ class FrameParser(wiring.Component):
                 with m.If(fire):
                     m.d.sync += byte_in_unit.eq(byte_in_unit + 1)
                 with m.If(unit_done):
-                    m.d.sync += [byte_in_unit.eq(0), units_left.eq(units_left - 1)]
-                    with m.If(units_left == 1):
+                    m.d.sync += [byte_in_unit.eq(0), units_left.eq(units_left - 1),
+                                 last_unit.eq(units_left == 2)]
+                    with m.If(last_unit):
                         m.next = "end"
                 with m.Elif(timed_out):
                     time_out()

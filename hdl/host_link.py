@@ -13,7 +13,7 @@ weight path.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -123,8 +123,12 @@ class _Link(wiring.Component):
         if weights:
             wiring.connect(m, adapter.w, sequencer.w_beat)
             wiring.connect(m, sequencer.w, wiring.flipped(self.w))
+            # The frame carries w beats: decoded into a register the cycle after the command
+            # byte (its payload begins two bytes later), not on the path of every byte.
+            w_frame = Signal(name="w_frame")
+            m.d.sync += w_frame.eq(parser.command == Command.LOAD_W)
             m.d.comb += [
-                adapter.w_frame.eq(parser.command == Command.LOAD_W),
+                adapter.w_frame.eq(w_frame),
                 sequencer.groups.eq(adapter.groups),
                 sequencer.whole_groups.eq(adapter.whole_groups),
             ]

@@ -39,9 +39,10 @@ class ReplySerialiser(wiring.Component):
     Ports
     -----
     request : In(stream.Signature(ReplyLayout))
-        The reply to send. Read from the cycle it is offered, taken in the cycle its last
-        byte is taken by `tx`: a source that waits for that holds the link until the reply
-        is out.
+        The reply to send. Read from the cycle it is offered, taken in the cycle after its
+        last byte is taken by `tx` (``ready`` is a register's state, so no path runs from
+        `tx` through here to the source): a source that waits for that holds the link until
+        the reply is out.
     tx : Out(stream.Signature(8))
         The reply bytes.
     flags, w_beats, cycles, y_count : In(8), In(16), In(32), In(16)
@@ -54,7 +55,8 @@ class ReplySerialiser(wiring.Component):
         The status of the last reply begun was not ``OK``.
 
     Latency: the status byte is offered the cycle after the request. Throughput: a byte a
-    cycle, except two cycles between y beats (a memory read).
+    cycle, except three cycles between y beats (a memory read, then a register); a cycle
+    between replies.
     """
 
     def __init__(self, *, info: bytes, y_width: int, y_depth: int):
@@ -81,7 +83,7 @@ class ReplySerialiser(wiring.Component):
     def y_bytes(self) -> int:
         return -(-self._y_width // 8)
 
-    def _begin(self, m, buffer, left, sending_y, y_sent, info_index):
+    def _begin(self, m, buffer, left, sending_y, y_sent, y_more, info_index):
         """Load the first bytes of the reply to `request` into `buffer`, the status first."""
         status = self.request.payload.status
         m.d.sync += [buffer.eq(status), left.eq(1), sending_y.eq(0),
@@ -91,7 +93,8 @@ class ReplySerialiser(wiring.Component):
             with m.Switch(self.request.payload.command):
                 with m.Case(Command.READ_Y):
                     m.d.sync += [buffer.eq(Cat(status, self.y_count)), left.eq(3),
-                                 sending_y.eq(1), y_sent.eq(0)]
+                                 sending_y.eq(1), y_sent.eq(0),
+                                 y_more.eq(self.y_count != 0)]
                 with m.Case(Command.READ_CYCLES):
                     m.d.sync += [buffer.eq(Cat(status, self.cycles)), left.eq(5)]
                 with m.Case(Command.STATUS):
@@ -107,6 +110,9 @@ class ReplySerialiser(wiring.Component):
         left = Signal(range(max(y_bytes, 5) + 1), name="tx_left")  # bytes in the buffer
         sending_y = Signal(name="sending_y")
         y_sent = Signal(16, name="y_sent")
+        # y_sent != y_count, kept in a register: no 16-bit compare on the path to `tx`.
+        y_more = Signal(name="y_more")
+        y_word = Signal(self._y_width, name="y_word")
         info = Array(Const(byte, 8) for byte in self._info)
         info_index = Signal(range(len(self._info)), name="info_index")
         m.d.comb += [self.y_read.addr.eq(y_sent), self.y_read.en.eq(0)]
@@ -114,27 +120,37 @@ class ReplySerialiser(wiring.Component):
         with m.FSM(name="reply"):
             with m.State("idle"):
                 with m.If(self.request.valid):
-                    self._begin(m, buffer, left, sending_y, y_sent, info_index)
+                    self._begin(m, buffer, left, sending_y, y_sent, y_more, info_index)
 
             with m.State("send"):
                 m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(buffer[:8])]
                 with m.If(self.tx.ready):
                     m.d.sync += [buffer.eq(buffer >> 8), left.eq(left - 1)]
                     with m.If(left == 1):
-                        with m.If(sending_y & (y_sent != self.y_count)):
+                        with m.If(sending_y & y_more):
                             m.next = "y_read"
                         with m.Else():
-                            m.d.comb += self.request.ready.eq(1)
-                            m.next = "idle"
+                            m.next = "done"
 
             with m.State("y_read"):
                 m.d.comb += self.y_read.en.eq(1)
+                m.next = "y_capture"
+
+            with m.State("y_capture"):
+                # The memory's output straight into a register of its own (an ECP5 block
+                # RAM without its output register takes 5.6 ns to it), then into the buffer.
+                m.d.sync += y_word.eq(self.y_read.data)
                 m.next = "y_load"
 
             with m.State("y_load"):
-                m.d.sync += [buffer.eq(self.y_read.data), left.eq(y_bytes),
-                             y_sent.eq(y_sent + 1)]
+                m.d.sync += [buffer.eq(y_word), left.eq(y_bytes),
+                             y_sent.eq(y_sent + 1), y_more.eq(y_sent + 1 != self.y_count)]
                 m.next = "send"
+
+            with m.State("done"):
+                # The request is taken a cycle after its last byte: `ready` is the state.
+                m.d.comb += self.request.ready.eq(1)
+                m.next = "idle"
 
             with m.State("send_info"):
                 # The status byte first (left = 1), then the constant INFO bytes.
@@ -145,8 +161,7 @@ class ReplySerialiser(wiring.Component):
                     with m.If(left == 1):
                         m.d.sync += left.eq(0)
                     with m.Elif(info_index == len(self._info) - 1):
-                        m.d.comb += self.request.ready.eq(1)
-                        m.next = "idle"
+                        m.next = "done"
                     with m.Else():
                         m.d.sync += info_index.eq(info_index + 1)
         return m

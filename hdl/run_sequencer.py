@@ -18,30 +18,52 @@ __all__ = ["RunFlags", "RunSequencer"]
 RunFlags = data.StructLayout({"w_loaded": 1, "x_loaded": 1, "y_valid": 1, "core_error": 1})
 
 
-def _memory_source(m, name: str, memory: Memory, count, start, ready):
-    """A stream of ``memory[0:count]``, one beat a cycle while `ready`, started by `start`.
+def _memory_source(m, name: str, memory: Memory, last_index, start, run, ready):
+    """A stream of ``memory[0:last_index + 1]``, one beat a cycle while `ready`, started by
+    `start` and emptied whenever `run` is low (so its `valid` is a register's output and
+    still offers nothing outside a run).
 
-    The read port's data register is the stream's output register: it is read (``en``)
-    only when the beat on the stream is taken or none is there, so it holds under
-    back-pressure. Returns (valid, last, data).
+    Two stages: the read port's data register (read, ``en``, only when its beat moves on or
+    none is there, so it holds), then an output register with a skid register beside it, so
+    that `ready` (the core's) reaches only those registers' enables, never the memory, and
+    the memory's clock-to-output (an ECP5 DP16KD without its output register: 5.6 ns) ends
+    at a flip-flop instead of running on into the core. `last_index` is a register or a
+    constant. Returns (valid, last, data) of the output register.
     """
     port = memory.read_port()
     pointer = Signal(range(memory.depth + 1), name=f"{name}_pointer")
     fetching = Signal(name=f"{name}_fetching")
-    valid = Signal(name=f"{name}_valid")
-    last = Signal(name=f"{name}_last")
-    advance = ~valid | ready
-    final = pointer == count - 1
+    valid = Signal(name=f"{name}_read_valid")
+    last = Signal(name=f"{name}_read_last")
+    out_valid = Signal(name=f"{name}_valid")
+    out_last = Signal(name=f"{name}_last")
+    out_data = Signal(memory.shape, name=f"{name}_data")
+    skid_valid = Signal(name=f"{name}_skid_valid")
+    skid_last = Signal(name=f"{name}_skid_last")
+    skid_data = Signal(memory.shape, name=f"{name}_skid_data")
+    in_ready = ~skid_valid
+    advance = ~valid | in_ready
+    final = pointer == last_index
     m.d.comb += [port.addr.eq(pointer), port.en.eq(advance)]
-    with m.If(start):
-        m.d.sync += [pointer.eq(0), fetching.eq(1), valid.eq(0), last.eq(0)]
-    with m.Elif(advance):
-        m.d.sync += [valid.eq(fetching), last.eq(fetching & final)]
-        with m.If(fetching):
-            m.d.sync += pointer.eq(pointer + 1)
-            with m.If(final):
-                m.d.sync += fetching.eq(0)
-    return valid, last, port.data
+    with m.If(~run):
+        m.d.sync += [pointer.eq(0), fetching.eq(start), valid.eq(0), last.eq(0),
+                     out_valid.eq(0), skid_valid.eq(0)]
+    with m.Else():
+        with m.If(advance):
+            m.d.sync += [valid.eq(fetching), last.eq(fetching & final)]
+            with m.If(fetching):
+                m.d.sync += pointer.eq(pointer + 1)
+                with m.If(final):
+                    m.d.sync += fetching.eq(0)
+        with m.If(~out_valid | ready):
+            with m.If(skid_valid):
+                m.d.sync += [out_valid.eq(1), out_last.eq(skid_last), out_data.eq(skid_data),
+                             skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [out_valid.eq(valid), out_last.eq(last), out_data.eq(port.data)]
+        with m.Elif(valid & in_ready):
+            m.d.sync += [skid_valid.eq(1), skid_last.eq(last), skid_data.eq(port.data)]
+    return out_valid, out_last, out_data
 
 
 class RunSequencer(wiring.Component):
@@ -174,7 +196,7 @@ class RunSequencer(wiring.Component):
         with m.If(self.begin & (self.command == Command.LOAD_X)):
             m.d.sync += self.flags.x_loaded.eq(0)
 
-    def _execute(self, m, reply, y_expected):
+    def _execute(self, m, reply, y_expected, w_last):
         """The "idle" state's work: answer the frame end on `frame`, or start a run."""
         frame = self.frame.payload
         flags = self.flags
@@ -189,6 +211,7 @@ class RunSequencer(wiring.Component):
                         with m.Else():
                             m.d.sync += [flags.w_loaded.eq(1),
                                          self.w_beats.eq(frame.length),
+                                         w_last.eq(frame.length - 1),
                                          y_expected.eq(self.groups)]
                             reply(Status.OK)
                 with m.Case(Command.LOAD_X):
@@ -210,7 +233,7 @@ class RunSequencer(wiring.Component):
                 with m.Default():
                     reply(Status.BAD_COMMAND)
 
-    def _run(self, m, reply, y_left, counting, timed_out):
+    def _run(self, m, reply, y_left, y_last, y_room, counting, timed_out):
         """The "run" state's work: count, store y, and end the run."""
         x_fire = self.x.tvalid & self.x.tready
         y_fire = self.y.tvalid & self.y.tready
@@ -220,18 +243,22 @@ class RunSequencer(wiring.Component):
         with m.Elif(x_fire):
             m.d.sync += [self.cycles.eq(1), counting.eq(1)]
         with m.If(y_fire):
-            m.d.sync += [self.y_count.eq(self.y_count + 1), y_left.eq(y_left - 1)]
+            # y_last and y_room follow y_left and y_count a cycle ahead, so no 16-bit
+            # compare lies between the core's y handshake and the reply.
+            m.d.sync += [self.y_count.eq(self.y_count + 1), y_left.eq(y_left - 1),
+                         y_last.eq(y_left == 2),
+                         y_room.eq(self.y_count < self._max_y_beats - 1)]
         with m.If(self.core_error):
             m.d.sync += self.flags.core_error.eq(1)
             reply(Status.CORE_ERROR)
         with m.Elif(y_fire & self.y.tlast):
             m.d.sync += counting.eq(0)
-            with m.If(y_left == 1):
+            with m.If(y_last):
                 m.d.sync += self.flags.y_valid.eq(1)
                 reply(Status.OK)
             with m.Else():
                 reply(Status.CORE_ERROR)
-        with m.Elif(y_fire & (y_left == 1)):
+        with m.Elif(y_fire & y_last):
             reply(Status.CORE_ERROR)  # the last y beat should have carried tlast
         with m.Elif(timed_out):
             reply(Status.TIMEOUT)
@@ -250,61 +277,71 @@ class RunSequencer(wiring.Component):
         self._load(m, w_memory, x_memory)
         wiring.connect(m, wiring.flipped(self.y_read), y_memory.read_port())
 
-        x_valid, x_last, x_data = _memory_source(m, "x_source", x_memory, self._x_beats,
-                                                 self.core_reset, self.x.tready)
+        # The streams to the core come straight from registers (valid, data, last, and y's
+        # ready): the core's handshake logic starts at a flip-flop of the link.
+        y_ready = Signal(name="y_ready")  # busy, as a register
+        x_valid, x_last, x_data = _memory_source(m, "x_source", x_memory, self._x_beats - 1,
+                                                 self.core_reset, self.busy, self.x.tready)
         y_write = y_memory.write_port()
+        y_room = Signal(name="y_room")  # y_count < max_y_beats
         # Outside a run nothing is offered: a run that ended early leaves its sources
         # mid-frame, and the core is reset before the next one.
         m.d.comb += [
             self.x.tdata.eq(x_data), self.x.tlast.eq(x_last),
-            self.x.tvalid.eq(x_valid & self.busy),
-            self.y.tready.eq(self.busy),
+            self.x.tvalid.eq(x_valid),
+            self.y.tready.eq(y_ready),
             y_write.addr.eq(self.y_count), y_write.data.eq(self.y.tdata),
-            y_write.en.eq(self.y.tvalid & self.y.tready
-                          & (self.y_count < self._max_y_beats)),
+            y_write.en.eq(self.y.tvalid & self.y.tready & y_room),
         ]
 
         transfer = (self.x.tvalid & self.x.tready) | (self.y.tvalid & self.y.tready)
         if weights:
-            w_valid, w_last, w_data = _memory_source(m, "w_source", w_memory, self.w_beats,
-                                                     self.core_reset, self.w.tready)
-            m.d.comb += [self.w.tdata.eq(w_data), self.w.tlast.eq(w_last),
-                         self.w.tvalid.eq(w_valid & self.busy)]
+            w_last = Signal(16, name="w_last")  # w_beats - 1: the last beat's address
+            w_valid, w_tlast, w_data = _memory_source(m, "w_source", w_memory, w_last,
+                                                      self.core_reset, self.busy,
+                                                      self.w.tready)
+            m.d.comb += [self.w.tdata.eq(w_data), self.w.tlast.eq(w_tlast),
+                         self.w.tvalid.eq(w_valid)]
             transfer |= self.w.tvalid & self.w.tready
             # The y beats a run expects: the row groups of the stored matrix, or the model's.
             y_expected = Signal(16, name="w_groups")
         else:
             y_expected = C(self._max_y_beats, 16)
+            w_last = None
         y_left = Signal(16, name="y_left")  # y beats still expected in this run
+        y_last = Signal(name="y_last")  # y_left == 1
         counting = Signal(name="counting")  # between the first x beat and the last y beat
         idle = Signal(range(self._timeout_cycles + 1), name="idle")  # cycles without transfer
-        timed_out = idle == self._timeout_cycles
+        # idle == timeout_cycles, as a register (set the cycle idle reaches it).
+        timed_out = Signal(name="timed_out")
         with m.If(self.core_reset | transfer):
-            m.d.sync += idle.eq(0)
+            m.d.sync += [idle.eq(0), timed_out.eq(0)]
         with m.Elif(~timed_out):
-            m.d.sync += idle.eq(idle + 1)
+            m.d.sync += [idle.eq(idle + 1), timed_out.eq(idle == self._timeout_cycles - 1)]
         status = Signal(8, name="reply_status")
         m.d.comb += [self.reply.payload.status.eq(status),
                      self.reply.payload.command.eq(self.frame.payload.command)]
 
         def reply(value):
-            m.d.sync += status.eq(value)
+            m.d.sync += [status.eq(value), y_ready.eq(0)]
             m.next = "reply"
 
         with m.FSM(name="sequencer"):
             with m.State("idle"):
                 with m.If(self.frame.valid):
-                    self._execute(m, reply, y_expected)
+                    self._execute(m, reply, y_expected, w_last)
             with m.State("reply"):
                 m.d.comb += [self.reply.valid.eq(1), self.frame.ready.eq(self.reply.ready)]
                 with m.If(self.reply.ready):
                     m.next = "idle"
             with m.State("run_reset"):
                 m.d.comb += self.core_reset.eq(1)
-                m.d.sync += [self.y_count.eq(0), y_left.eq(y_expected), self.flags.y_valid.eq(0),
+                m.d.sync += [self.y_count.eq(0), y_left.eq(y_expected),
+                             y_last.eq(y_expected == 1), y_room.eq(1), y_ready.eq(1),
+                             self.flags.y_valid.eq(0),
                              self.cycles.eq(0), counting.eq(0), self.flags.core_error.eq(0)]
                 m.next = "run"
             with m.State("run"):
                 m.d.comb += self.busy.eq(1)
-                self._run(m, reply, y_left, counting, timed_out)
+                self._run(m, reply, y_left, y_last, y_room, counting, timed_out)
         return m

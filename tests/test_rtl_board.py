@@ -60,6 +60,8 @@ def test_construction_rejects_bad_parameters():
 
 def test_baud_divisor():
     assert divisor_for(12e6, 115200) == 104 and divisor_for(25e6, 115200) == 217
+    # At the boards' PLL clocks (36 and 75 MHz).
+    assert divisor_for(36e6, 115200) == 312 and divisor_for(75e6, 115200) == 651
     assert divisor_for(12e6, 3_000_000) == 4
     with pytest.raises(BoardError, match="too fast for a 12 MHz clock"):
         divisor_for(12e6, 6_000_000)
@@ -107,6 +109,12 @@ def test_board_bitstream(board, tmp_path):
     report = build_board(BOARDS[board], config, tmp_path, max_w_beats=64)
     assert (tmp_path / report["bitstream"]).stat().st_size > 0
     assert report["fmax"]["met"], report["fmax"]
+    # The design runs from the PLL, constrained at its output, its UART divisor from it.
+    b = BOARDS[board]
+    assert report["clock_mhz"] == b.default_clock_hz / 1e6 >= 2 * report["board_clock_mhz"]
+    assert report["pll"]["output_mhz"] == report["clock_mhz"]
+    assert abs(report["fmax"]["constraint_mhz"] - report["clock_mhz"]) < 0.01
+    assert report["divisor"] == divisor_for(b.default_clock_hz, 115200)
     assert report["cells"]["dsps"] == config.multipliers
     constraints = (tmp_path / ("bbs_board.pcf" if board == "icebreaker" else "bbs_board.lpf"))
     text = constraints.read_text()

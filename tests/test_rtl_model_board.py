@@ -199,6 +199,8 @@ def test_model_board_bitstream(board, case_id, tmp_path):
     assert (tmp_path / report["bitstream"]).stat().st_size > 0
     assert json.loads((tmp_path / "report.json").read_text()) == report
     assert report["fmax"]["met"], report["fmax"]
+    assert report["pll"] and report["clock_mhz"] >= 2 * report["board_clock_mhz"]
+    assert abs(report["fmax"]["constraint_mhz"] - report["clock_mhz"]) < 0.01
     assert report["dsps"] == model.config.multipliers
     assert report["info"]["input_exponent"] == -7 and report["info"]["layers"] == 3
     assert report["model"]["rom_bits"]["total"] > 0

@@ -32,8 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .arith import as_integers, check_signed, clog2, output_stage, wrap
-from .csb import PatternError, pack_fields, w_beat_ints
+from .csb import PatternError, w_beat_ints
 from .prune import check_bbs
+from .unstructured import column_order_x, x_beat_ints
 
 __all__ = [
     "DRAIN",
@@ -156,22 +157,7 @@ def check_cbs(W, bank_size: int, nnz_per_bank: int) -> ColumnViolation | None:
 
 def pack_x(cfg, x) -> np.ndarray:
     """x fields ``(x_beats, lanes)`` (or ``(batch, x_beats, lanes)``) in column order."""
-    x = as_integers(x, "x")
-    if x.ndim not in (1, 2) or x.shape[-1] > cfg.cols:
-        raise ValueError(f"x must be (cols,) or (batch, cols) with cols <= {cfg.cols}, "
-                         f"not shape {x.shape}")
-    check_signed(x, cfg.act_width, "x", "act_width")
-    batch = np.atleast_2d(x)
-    padded = np.zeros((batch.shape[0], cfg.x_beats * cfg.lanes), dtype=np.int64)
-    padded[:, :batch.shape[1]] = batch
-    beats = padded.reshape(batch.shape[0], cfg.x_beats, cfg.lanes)
-    return beats[0] if x.ndim == 1 else beats
-
-
-def x_beat_ints(cfg, beats) -> list[int]:
-    """``tdata`` of x beats (a batch gives its frames in turn)."""
-    beats = as_integers(beats, "beats")
-    return pack_fields(beats.reshape(-1, cfg.lanes), cfg.act_width)
+    return column_order_x(cfg, x)
 
 
 # -- w ---------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from .gather import crossbar_schedule
 
 __all__ = [
     "pack_x",
+    "column_order_x",
     "pack_w",
     "unpack_w",
     "w_beat_ints",
@@ -53,6 +54,13 @@ def _require_unstructured(cfg) -> None:
 def pack_x(cfg, x) -> np.ndarray:
     """x fields ``(x_beats, lanes)`` (or ``(batch, x_beats, lanes)``), in column order."""
     _require_unstructured(cfg)
+    return column_order_x(cfg, x)
+
+
+def column_order_x(cfg, x) -> np.ndarray:
+    """x in column order, `lanes` a beat (beat ``t``, lane ``l`` is ``x[t*lanes + l]``, zero
+    past ``cols``): fields ``(x_beats, lanes)``, or ``(batch, x_beats, lanes)`` for a batch.
+    The x format of the engines whose lanes take consecutive columns (unstructured, cbs)."""
     x = as_integers(x, "x")
     if x.ndim not in (1, 2) or x.shape[-1] > cfg.cols:
         raise ValueError(f"x must be (cols,) or (batch, cols) with cols <= {cfg.cols}, "

@@ -126,22 +126,28 @@ def _fmt(hz: Fraction) -> str:
     return f"{float(hz / MHZ):.4f}".rstrip("0").rstrip(".")
 
 
+#: How each family's PLL tool picks among the settings that make the frequency: icepll the
+#: first of the closest; ecppll the closest, then the VCO nearest 600 MHz.
+_RANKING = {
+    "ice40": lambda error, setting: (error,),
+    "ecp5": lambda error, setting: (error, abs(setting.vco_hz - 600 * MHZ)),
+}
+
+
 def pll_setting(family: str, input_hz, output_hz) -> PLLSetting:
     """The setting of `family`'s PLL (``ice40``, ``ecp5``) that makes `output_hz` from
     `input_hz` (within 100 ppm). :class:`PLLError` names the nearest frequencies it can make
     if none does."""
-    if family not in _SETTINGS:
+    settings, ranking = _SETTINGS.get(family), _RANKING.get(family)
+    if settings is None:
         raise PLLError(f"no PLL model for the {family!r} family (only {', '.join(_SETTINGS)})")
     f_in, f_out = _as_hz(input_hz), _as_hz(output_hz)
     best = None
-    for setting in _SETTINGS[family](f_in):
+    for setting in settings(f_in):
         error = abs(setting.output_hz - f_out)
         if error > TOLERANCE * f_out:
             continue
-        if family == "ice40":   # icepll: the first of the closest
-            key = (error,)
-        else:                   # ecppll: the closest, then the VCO nearest 600 MHz
-            key = (error, abs(setting.vco_hz - 600 * MHZ))
+        key = ranking(error, setting)
         if best is None or key < best[0]:
             best = (key, setting)
     if best is not None:
@@ -198,6 +204,40 @@ class LockReset(wiring.Component):
         return m
 
 
+def _ice40_pll(m, p, pin, pll_clk, lock):
+    # The reference comes straight from the package pin (the UP5K's pin 35 feeds the PLL),
+    # so the pin is not also an input buffer.
+    m.submodules.pll = Instance(
+        "SB_PLL40_PAD",
+        p_FEEDBACK_PATH="SIMPLE", p_PLLOUT_SELECT="GENCLK",
+        p_DIVR=p["DIVR"], p_DIVF=p["DIVF"], p_DIVQ=p["DIVQ"],
+        p_FILTER_RANGE=p["FILTER_RANGE"],
+        i_PACKAGEPIN=pin.io, i_RESETB=1, i_BYPASS=0,
+        o_PLLOUTGLOBAL=pll_clk, o_LOCK=lock)
+
+
+def _ecp5_pll(m, p, pin, pll_clk, lock):
+    m.submodules.clk_buffer = buffer = io.Buffer("i", pin)
+    m.submodules.pll = Instance(
+        "EHXPLLL",
+        a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1",
+        a_MFG_GMCREF_SEL="2",
+        p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
+        p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA",
+        p_OUTDIVIDER_MUXB="DIVB", p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD",
+        p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=p["CLKOP_DIV"],
+        p_CLKOP_CPHASE=p["CLKOP_CPHASE"], p_CLKOP_FPHASE=0,
+        p_CLKFB_DIV=p["CLKFB_DIV"], p_CLKI_DIV=p["CLKI_DIV"], p_FEEDBK_PATH="CLKOP",
+        i_CLKI=buffer.i, i_CLKFB=pll_clk, i_RST=0, i_STDBY=0, i_PHASESEL0=0,
+        i_PHASESEL1=0, i_PHASEDIR=0, i_PHASESTEP=0, i_PHASELOADREG=0, i_PLLWAKESYNC=0,
+        i_ENCLKOP=0,
+        o_CLKOP=pll_clk, o_LOCK=lock)
+
+
+#: Each family's PLL primitive, instantiated from a setting's parameters.
+_PLL_INSTANCES = {"ice40": _ice40_pll, "ecp5": _ecp5_pll}
+
+
 class BoardClock(wiring.Component):
     """The ``sync`` domain of a board top, made by `setting`'s PLL from the platform's
     default clock pin: ``sync`` is the PLL's output, its reset held until the PLL has locked
@@ -223,36 +263,10 @@ class BoardClock(wiring.Component):
         pll_clk = Signal(name="pll_clk", attrs={"keep": 1})
         lock = Signal(name="pll_lock")
         pin = platform.request(platform.default_clk, dir="-")
-        if s.family == "ice40":
-            # The reference comes straight from the package pin (the UP5K's pin 35 feeds the
-            # PLL), so the pin is not also an input buffer.
-            p = s.params
-            m.submodules.pll = Instance(
-                "SB_PLL40_PAD",
-                p_FEEDBACK_PATH="SIMPLE", p_PLLOUT_SELECT="GENCLK",
-                p_DIVR=p["DIVR"], p_DIVF=p["DIVF"], p_DIVQ=p["DIVQ"],
-                p_FILTER_RANGE=p["FILTER_RANGE"],
-                i_PACKAGEPIN=pin.io, i_RESETB=1, i_BYPASS=0,
-                o_PLLOUTGLOBAL=pll_clk, o_LOCK=lock)
-        elif s.family == "ecp5":
-            p = s.params
-            m.submodules.clk_buffer = buffer = io.Buffer("i", pin)
-            m.submodules.pll = Instance(
-                "EHXPLLL",
-                a_ICP_CURRENT="12", a_LPF_RESISTOR="8", a_MFG_ENABLE_FILTEROPAMP="1",
-                a_MFG_GMCREF_SEL="2",
-                p_PLLRST_ENA="DISABLED", p_INTFB_WAKE="DISABLED", p_STDBY_ENABLE="DISABLED",
-                p_DPHASE_SOURCE="DISABLED", p_OUTDIVIDER_MUXA="DIVA",
-                p_OUTDIVIDER_MUXB="DIVB", p_OUTDIVIDER_MUXC="DIVC", p_OUTDIVIDER_MUXD="DIVD",
-                p_CLKOP_ENABLE="ENABLED", p_CLKOP_DIV=p["CLKOP_DIV"],
-                p_CLKOP_CPHASE=p["CLKOP_CPHASE"], p_CLKOP_FPHASE=0,
-                p_CLKFB_DIV=p["CLKFB_DIV"], p_CLKI_DIV=p["CLKI_DIV"], p_FEEDBK_PATH="CLKOP",
-                i_CLKI=buffer.i, i_CLKFB=pll_clk, i_RST=0, i_STDBY=0, i_PHASESEL0=0,
-                i_PHASESEL1=0, i_PHASEDIR=0, i_PHASESTEP=0, i_PHASELOADREG=0, i_PLLWAKESYNC=0,
-                i_ENCLKOP=0,
-                o_CLKOP=pll_clk, o_LOCK=lock)
-        else:
+        instantiate = _PLL_INSTANCES.get(s.family)
+        if instantiate is None:
             raise ValueError(f"no PLL primitive for the {s.family!r} family")
+        instantiate(m, s.params, pin, pll_clk, lock)
         platform.add_clock_constraint(pll_clk, float(s.output_hz))
 
         m.domains.pll_por = ClockDomain(reset_less=True, local=True)

@@ -34,6 +34,8 @@ MAX_ACC_WIDTH = 256
 MAX_TREE_LEVELS_PER_STAGE = 16
 #: Vector memories, every PE's two x buffers: about the on-chip RAM of the largest FPGAs.
 MAX_VECTOR_MEMORY_BITS = 1 << 28
+#: Product registers: more than a few only adds latency.
+MAX_PRODUCT_REGISTERS = 4
 #: A configuration file larger than this is not a configuration.
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -44,6 +46,7 @@ LIMITS = {
     "operand_width": MAX_OPERAND_WIDTH,
     "acc_width": MAX_ACC_WIDTH,
     "tree_levels_per_stage": MAX_TREE_LEVELS_PER_STAGE,
+    "product_registers": MAX_PRODUCT_REGISTERS,
     "vector_memory_bits": MAX_VECTOR_MEMORY_BITS,
     "config_bytes": MAX_CONFIG_BYTES,
 }
@@ -96,6 +99,10 @@ class Config:
     # vector banks (same order) are held in LUT RAM whatever Yosys' costs would choose.
     lut_multipliers: int = 0
     lutram_banks: int = 0
+    # Micro-architecture (DESIGN §2.1): fabric registers between every multiplier's product
+    # and the adder tree, each one more cycle of PE latency; one lets a DSP block's output
+    # reach the fabric in a cycle of its own (the largest ECP5 fits, §12.8).
+    product_registers: int = 0
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -169,6 +176,14 @@ class Config:
             self._require(name, value == 0 or name in self.format.lane_choices,
                           f"must be 0 for pattern {self.pattern!r} (its core does not choose "
                           f"this per lane)")
+        self._require("product_registers",
+                      0 <= self.product_registers <= MAX_PRODUCT_REGISTERS,
+                      f"must be from 0 to {MAX_PRODUCT_REGISTERS}")
+        self._require("product_registers",
+                      self.product_registers == 0
+                      or "product_registers" in self.format.lane_choices,
+                      f"must be 0 for pattern {self.pattern!r} (its core does not take this "
+                      f"choice)")
         for name, ok, rule in self.format.check(self):
             self._require(name, ok, rule)
         bits = self.vector_memory_bits

@@ -61,7 +61,7 @@ class Engine:
 
     def memories(self, config) -> list[MemoryNeed]:
         """The core's memories: per PE, one vector bank per lane holding two x buffers, and
-        the y FIFO's storage (``SyncFIFOBuffered(depth=credits + 1)`` keeps ``credits``
+        the y FIFO's storage (``CreditFIFO(depth=credits + 1)`` keeps ``credits``
         words in a memory and one in a register). A core with other memories describes
         them itself (``memories_of``: role, count, depth, width)."""
         if hasattr(self.core, "memories_of"):

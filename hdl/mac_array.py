@@ -52,8 +52,10 @@ class MACArray(wiring.Component):
     @staticmethod
     def multiplier_latency_of(config: Config) -> int:
         """Cycles of every PE's multipliers: 2 (operand and product registers, or the
-        platform's multiplier), or the LUT multiplier's when there is any."""
-        return LUTMultiplier.DEFAULT_LATENCY if config.lut_multipliers else 2
+        platform's multiplier), or the LUT multiplier's when there is any; then
+        ``config.product_registers`` fabric registers (DESIGN §2.1)."""
+        base = LUTMultiplier.DEFAULT_LATENCY if config.lut_multipliers else 2
+        return base + config.product_registers
 
     @staticmethod
     def latency_of(config: Config) -> int:

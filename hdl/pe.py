@@ -161,9 +161,12 @@ class PE(wiring.Component):
 
         # The sum is truncated to acc_width: the accumulator wraps modulo 2**acc_width, and
         # wrapping each partial sum gives the same result as wrapping the exact total.
-        row_sum = Signal(signed(self._acc_width))
-        m.d.comb += row_sum.eq(Mux(first, 0, self.acc) + tree.total)
+        # `first` picks after the adder, not in front of it: the control flag (one register
+        # driving every PE's accumulator) then reaches the accumulator through one LUT
+        # level beside the carry chain, not through it.
+        running_sum = Signal(signed(self._acc_width))
+        m.d.comb += running_sum.eq(self.acc + tree.total)
         with m.If(valid):
-            m.d.sync += self.acc.eq(row_sum)
+            m.d.sync += self.acc.eq(Mux(first, tree.total, running_sum))
         m.d.sync += self.acc_valid.eq(valid & last)
         return m

@@ -69,13 +69,12 @@ from amaranth.hdl import (
     Value,
 )
 from amaranth.lib import data, memory
-from amaranth.lib.fifo import SyncFIFOBuffered
 
 from ..golden.config import clog2
 from ..hdl import gather as gather_module
 from ..hdl import result_queue as result_queue_module
 from ..hdl.gather import Gather, crossbar_grants
-from ..hdl.result_queue import ResultQueue
+from ..hdl.result_queue import CreditFIFO, ResultQueue
 from ..hdl.scatter import Scatter
 from ..hdl.xbuffer import XBuffers
 from ..toolchain import build_root
@@ -267,18 +266,19 @@ class ResultQueueHarness(Harness):
             fragment = Fragment.get(queue, platform)
         else:
             def short_fifo(*, width, depth):
-                return SyncFIFOBuffered(width=width, depth=self.fifo_depth)
-            with _replaced(result_queue_module, "SyncFIFOBuffered", short_fifo):
+                return CreditFIFO(width=width, depth=self.fifo_depth)
+            with _replaced(result_queue_module, "CreditFIFO", short_fifo):
                 fragment = Fragment.get(queue, platform)
         m.submodules.dut = fragment
         fifo_fragment = fragment.find_subfragment("fifo")
         fifo = fifo_fragment.origins[0]
-        inner = fifo.depth - 1  # SyncFIFOBuffered: a memory of depth - 1 and an output register
+        inner = fifo.depth - 1  # CreditFIFO: a memory of depth - 1 and an output register
         storage = platform.model(fifo_fragment.find_subfragment("storage"))
         inflight = internal(fragment, "inflight")
         produce = internal(fifo_fragment, "produce")
         consume = internal(fifo_fragment, "consume")
         inner_level = internal(fifo_fragment, "inner_level")
+        inner_any = internal(fifo_fragment, "inner_any")
 
         m.d.comb += Assume(~ResetSignal())
         start = self.free(m, 1, "start")
@@ -325,6 +325,7 @@ class ResultQueueHarness(Harness):
         self.check(m, "pointers", (produce < inner) & (consume < inner) & Mux(
             produce == consume, (inner_level == 0) | (inner_level == inner),
             inner_level == _modulo_distance(produce, consume, inner)))
+        self.check(m, "inner_any", inner_any == (inner_level != 0))
         at_output = Signal(name="tag_at_output")
         m.d.comb += at_output.eq((ahead == 0) & fifo.r_rdy)
         self.check(m, "tag_inside", ~tracked | (ahead < occupancy))

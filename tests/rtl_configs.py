@@ -11,13 +11,15 @@ RTL_CONFIGS = {
                        act_width=7, out_width=12, out_shift=3),
     "shift-relu": dict(lanes=8, pes=2, bank_size=8, nnz_per_bank=2, cols=128, out_shift=4,
                        out_width=8, relu=True),
-    "acc-wraps": dict(lanes=4, pes=1, bank_size=4, nnz_per_bank=4, cols=64, acc_width=18),
+    # The accumulator wraps; one fabric register after every product (one more PE cycle).
+    "acc-wraps": dict(lanes=4, pes=1, bank_size=4, nnz_per_bank=4, cols=64, acc_width=18,
+                      product_registers=1),
     "pes3-tree2": dict(lanes=8, pes=3, bank_size=8, nnz_per_bank=1, cols=256,
                        tree_levels_per_stage=2),
     # LUT multipliers (odd widths: Booth digits of a 7-bit weight) in the last 6 lanes, PE 1
     # mixed, every PE at the LUT latency; the last 5 vector banks in LUT RAM, the others
-    # placed in block RAM.
+    # placed in block RAM; two product registers after every multiplier (LUT and DSP).
     "lut-lanes": dict(lanes=4, pes=3, bank_size=4, nnz_per_bank=2, cols=64, weight_width=7,
-                      act_width=6, lut_multipliers=6, lutram_banks=5),
+                      act_width=6, lut_multipliers=6, lutram_banks=5, product_registers=2),
     "default": dict(),
 }

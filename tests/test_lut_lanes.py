@@ -104,6 +104,23 @@ def test_keys_and_their_rules():
         Config(lut_multipliers=True)
 
 
+def test_product_registers_rules_and_latency():
+    plain = Config()
+    for extra in (1, 4):
+        c = Config(product_registers=extra)
+        assert MACArray.latency_of(c) - MACArray.latency_of(plain) == extra
+        assert MACArray.multiplier_latency_of(Config(lut_multipliers=1, product_registers=extra)) \
+            == LUTMultiplier.DEFAULT_LATENCY + extra
+    with pytest.raises(ConfigError, match=r"^product_registers must be from 0 to 4, not 5$"):
+        Config(product_registers=5)
+    with pytest.raises(ConfigError, match=r"^product_registers must be from 0 to 4, not -1$"):
+        Config(product_registers=-1)
+    with pytest.raises(ConfigError, match="product_registers must be 0 for pattern 'cbs'"):
+        Config(pattern="cbs", product_registers=1)
+    assert Config(pattern="unstructured", lanes=4, bank_size=4, cols=32,
+                  product_registers=2).product_registers == 2
+
+
 def test_every_pe_runs_at_the_lut_multiplier_latency():
     plain, lut = Config(), Config(lut_multipliers=1)
     assert MACArray.multiplier_latency_of(plain) == 2

@@ -188,32 +188,53 @@ def generation_seconds(config: Config) -> float:
     return time.monotonic() - start
 
 
-def _fit_config(name: str) -> Config:
+#: Targets whose default core the bench also runs (besides their largest fit): the default
+#: core's clock goal is the 25k's (DESIGN §12.7); the UP5K's default core is its fit.
+FPGA_DEFAULT_CORES = ("ecp5-25k",)
+
+
+def fpga_cores(targets) -> list[tuple[str, str]]:
+    """The bench's FPGA runs, in order: (target, "fit") for each target, then (target,
+    "default") for those of :data:`FPGA_DEFAULT_CORES`."""
+    return [(name, "fit") for name in targets] + \
+        [(name, "default") for name in FPGA_DEFAULT_CORES if name in targets]
+
+
+def _core_config(name: str, core: str = "fit") -> Config:
+    """Target `name`'s largest fit (``bbsparse synth --fit``) or its default core."""
     from .synth.flow import fit_search
     from .synth.targets import TARGETS
 
-    return fit_search(TARGETS[name], Config())[0]["_config"]
+    target = TARGETS[name]
+    if core == "default":
+        return target.default_config()
+    return fit_search(target, target.fit_base(Config()))[0]["_config"]
 
 
-def _reusable(out: Path, name: str, config: Config, reuse: bool) -> Path | None:
-    previous = out / "synth" / name / "report.json"
+def _folder(out: Path, name: str, core: str) -> Path:
+    return out / "synth" / (name if core == "fit" else f"{name}-{core}")
+
+
+def _reusable(out: Path, name: str, config: Config, reuse: bool,
+              core: str = "fit") -> Path | None:
+    previous = _folder(out, name, core) / "report.json"
     if reuse and previous.exists() and \
             json.loads(previous.read_text())["parameters"] == config.to_dict():
         return previous
     return None
 
 
-def fpga_seconds(out: Path, name: str, reuse: bool) -> float:
+def fpga_seconds(out: Path, name: str, reuse: bool, core: str = "fit") -> float:
     """What `bbsparse synth --fit` on target `name` is expected to take: nothing if its
     report is reused, else the wall time of the last run in `out` if there is one, else a
     rough figure from the DSP blocks it will fill: ``dsps ** 1.2`` seconds for one seed,
     fitted on the saved bench's four targets (10 s for 8 SB_MAC16 ... 430 s for 156
     MULT18X18D, each within a factor 1.6), times :data:`FPGA_SEED_FACTOR` for the other
     seeds."""
-    config = _fit_config(name)
-    if _reusable(out, name, config, reuse):
+    config = _core_config(name, core)
+    if _reusable(out, name, config, reuse, core):
         return 0.0
-    previous = out / "synth" / name / "report.json"
+    previous = _folder(out, name, core) / "report.json"
     if previous.exists():
         return float(json.loads(previous.read_text())["total_seconds"])
     return float(config.multipliers) ** 1.2 * FPGA_SEED_FACTOR
@@ -241,27 +262,28 @@ def _more_seeds(target, folder: Path, report: dict) -> dict:
 
 
 def fpga_runs(targets, out: Path, reuse: bool, seed: int, steps: Steps | None = None) -> list:
-    """The largest fitting configuration per target (``bbsparse synth --fit``): resources
-    and Fmax from Yosys and nextpnr, the configuration's utilization from the RTL, and the
-    GOPS they give (2 ops a MAC)."""
+    """The largest fitting configuration per target (``bbsparse synth --fit``), then the
+    default cores of :func:`fpga_cores`: resources and Fmax from Yosys and nextpnr, the
+    configuration's utilization from the RTL, and the GOPS they give (2 ops a MAC)."""
     from .synth.flow import run_flow, seed_figures
     from .synth.table import logic_figures
     from .synth.targets import TARGETS
 
     begin = _steps_or_lines(steps)
     results = []
-    for name in targets:
+    for name, core in fpga_cores(targets):
         target = TARGETS[name]
-        config = _fit_config(name)
-        folder = out / "synth" / name
-        previous = _reusable(out, name, config, reuse)
+        config = _core_config(name, core)
+        folder = _folder(out, name, core)
+        previous = _reusable(out, name, config, reuse, core)
+        label = name if core == "fit" else f"{name} ({core} core)"
         if previous is not None:
-            begin(f"FPGA {name}: reusing {previous}")
+            begin(f"FPGA {label}: reusing {previous}")
             report = json.loads(previous.read_text())
             if "fmax_seeds" not in report and (folder / "synth.json").exists():
                 report["fmax_seeds"] = _more_seeds(target, folder, report)
         else:
-            begin(f"FPGA {name}: {config.lanes} lanes x {config.pes} PEs through Yosys and "
+            begin(f"FPGA {label}: {config.lanes} lanes x {config.pes} PEs through Yosys and "
                   f"nextpnr, {FPGA_SEEDS} placement seeds")
             report = run_flow(target, config, folder, seeds=FPGA_SEEDS,
                               workers=FPGA_WORKERS).report
@@ -270,7 +292,7 @@ def fpga_runs(targets, out: Path, reuse: bool, seed: int, steps: Steps | None = 
         W = prune.PRUNERS["bbs"](rng.integers(-128, 128, size=(rows, config.cols)),
                                  bank_size=config.bank_size, nnz_per_bank=config.nnz_per_bank)
         X = rng.integers(-128, 128, size=(2, config.cols))
-        begin(f"FPGA {name}: utilization of that configuration on the RTL")
+        begin(f"FPGA {label}: utilization of that configuration on the RTL")
         sim = _run(config, W, X)
         used = report["resources"]
         logic = logic_figures(report)
@@ -284,7 +306,8 @@ def fpga_runs(targets, out: Path, reuse: bool, seed: int, steps: Steps | None = 
         board = (report.get("w_stream") or {}).get("board_memory")
         timing = report.get("timing") or {"met": report["fmax"]["met"]}
         results.append({
-            "target": name, "lanes": config.lanes, "pes": config.pes,
+            "target": name, "core": core, "lanes": config.lanes, "pes": config.pes,
+            "product_registers": config.product_registers,
             # lut: the report's luts (LUT4s in use, DESIGN §7.2), kept for older readers;
             # lut4 (Yosys) and logic_cells (nextpnr) are one unit each.
             "lut": used["luts"]["used"],
@@ -648,9 +671,10 @@ def plan(targets, out: Path, reuse: bool) -> Steps:
                        + len(UNSTRUCTURED_DENSITIES) * len(UNSTRUCTURED_ORDERS)
                        + len(scaling_grid()))
     priors = {}
-    for name in targets:
-        kinds += [f"fpga {name}", "sim"]
-        priors[f"fpga {name}"] = fpga_seconds(out, name, reuse)
+    for name, core in fpga_cores(targets):
+        kind = f"fpga {name}" if core == "fit" else f"fpga {name} {core}"
+        kinds += [kind, "sim"]
+        priors[kind] = fpga_seconds(out, name, reuse, core)
     compiled = compiled_targets(targets)
     if compiled:
         kinds.append("model export")
@@ -732,13 +756,23 @@ def _fig(value, form: str) -> str:
     return "-" if value is None else format(value, form)
 
 
+def _label(r: dict) -> str:
+    """A row's target, and its core when it is not the fit."""
+    core = r.get("core", "fit")
+    return r["target"] if core == "fit" else f"{r['target']} ({core} core)"
+
+
+def _product_registers(r: dict) -> str:
+    return f", {r['product_registers']} product registers" if r.get("product_registers") else ""
+
+
 def fpga_markdown(fpga: list) -> list[str]:
     """The FPGA section of results.md: one row per target, then what the figures mean and
     where the weights would come from (results.json written before the seeds, the timing
     flag or the w stream give "-" for those columns)."""
-    lines = ["", "## FPGA targets (largest fitting configuration)", "",
-             "| target | lanes x pes | LUT4 (Yosys) | logic cells (nextpnr) | FF | DSP | BRAM "
-             "| Fmax min | Fmax median | constraint | GOPS sparse | GOPS dense-equivalent "
+    lines = ["", "## FPGA targets (largest fitting configuration, and default cores)", "",
+             "| target | core: lanes x pes | LUT4 (Yosys) | logic cells (nextpnr) | FF | DSP "
+             "| BRAM | Fmax min | Fmax median | constraint | GOPS sparse | GOPS dense-equivalent "
              "| ops / DSP / cycle | GOPS / DSP | GOPS / 1000 LUTs | w Gbit/s needed |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
              "| ---: | ---: | ---: | ---: |"]
@@ -748,7 +782,8 @@ def fpga_markdown(fpga: list) -> list[str]:
         if met is not None:
             constraint += " met" if met else " NOT MET"
         lines.append(
-            f"| {r['target']} | {r['lanes']} x {r['pes']} | {r.get('lut4') or '-'} | "
+            f"| {r['target']} | {r.get('core', 'fit')}: {r['lanes']} x {r['pes']}"
+            f"{_product_registers(r)} | {r.get('lut4') or '-'} | "
             f"{r.get('logic_cells') or '-'} | {r['ff']} | {r['dsp']} | {r['bram']} | "
             f"{r.get('fmax_min_mhz', r['fmax_mhz']):.1f} | "
             f"{r.get('fmax_median_mhz', r['fmax_mhz']):.1f} | {constraint} | "
@@ -769,7 +804,7 @@ def fpga_markdown(fpga: list) -> list[str]:
     notes = []
     for r in fpga:
         if r.get("timing_reasons"):
-            notes.append(f"{r['target']}: " + "; ".join(r["timing_reasons"]))
+            notes.append(f"{_label(r)}: " + "; ".join(r["timing_reasons"]))
     if notes:
         lines += ["", "Timing not met: " + ". ".join(notes) + "."]
     stream = [r for r in fpga if r.get("w_gbit_per_s_needed") is not None]
@@ -778,7 +813,7 @@ def fpga_markdown(fpga: list) -> list[str]:
                   "weights with their indices) every cycle, the w Gbit/s above. That is a "
                   "peak, sustained only while the weights arrive that fast:"]
         for r in stream:
-            text = (f"- {r['target']}: {r['w_bits_per_beat']} bits a cycle = "
+            text = (f"- {_label(r)}: {r['w_bits_per_beat']} bits a cycle = "
                     f"{r['w_gbit_per_s_needed']:.2f} Gbit/s; on chip (the compiled-model "
                     f"path's weight ROM in the block RAM the core leaves) "
                     f"{_fig(r.get('on_chip_weights'), ',')} weights")
@@ -829,7 +864,7 @@ def markdown(results: dict) -> str:
               f"- simulated cycles per second (16 lanes, 1024 x 1024 dense): "
               f"{speed['sim_cycles_per_second'] / 1e6:.2f} M"]
     for r in results.get("fpga", []):
-        lines.append(f"- {r['target']}: " + ", ".join(
+        lines.append(f"- {_label(r)}: " + ", ".join(
             f"{step} {seconds:.1f} s" for step, seconds in r["step_seconds"].items()))
     lines += compiled_markdown(results.get("compiled_model"))
     return "\n".join(lines) + "\n"

@@ -134,6 +134,8 @@ def run_synth(args) -> int:
     fit_info = None
     try:
         if args.fit:
+            if args.config is None:
+                config = target.fit_base(config, given=parse_overrides(args.set))
             candidates = fit_search(target, config, ram=args.ram,
                                     multipliers=args.fit_multipliers)
             best = candidates[0]
@@ -141,7 +143,10 @@ def run_synth(args) -> int:
             progress(f"fit search on {target.name}: {pes_text(config)} = "
                      f"{best['multipliers']} multipliers, {best['dsps']}/{target.dsps} "
                      f"{target.dsp_name}, {best['brams']}/{target.bram_blocks} "
-                     f"{target.bram.name}; next best: "
+                     f"{target.bram.name}"
+                     + "".join(f", {k} {getattr(config, k)}" for k in target.fit_core
+                               if getattr(config, k, None))
+                     + "; next best: "
                      + ", ".join(f"{c['lanes']}x{c['pes']}" for c in candidates[1:5]))
             fit_info = {"rule": "most multipliers, then least lane padding, then most lanes",
                         "chosen": {"lanes": best["lanes"], "pes": best["pes"]},

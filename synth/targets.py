@@ -79,6 +79,9 @@ class Target:
     #: The core built when no configuration is given (Config keyword arguments; empty: the
     #: default Config).
     default_core: dict = field(default_factory=dict)
+    #: Micro-architecture keys a ``--fit`` of this target starts from (DESIGN §12.8): what
+    #: its largest fits measured they need. :meth:`fit_base` applies them.
+    fit_core: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not isinstance(self.family, Family):
@@ -118,6 +121,13 @@ class Target:
         over its parameters before the derived ones are filled in."""
         return Config(**{**self.default_core, **(overrides or {})})
 
+    def fit_base(self, config: Config, given=()) -> Config:
+        """`config` with :attr:`fit_core` applied: each key the engine takes
+        (``lane_choices``) and the user did not give (`given`: the keys of ``--set``)."""
+        keys = {k: v for k, v in self.fit_core.items()
+                if k not in given and k in config.format.lane_choices}
+        return Config(**{**config.to_dict(), **keys}) if keys else config
+
     def constraints(self) -> str:
         """The pin constraint file of the synthesis top, in the family's format."""
         return self.family.constraints(self.pins)
@@ -141,6 +151,10 @@ def _ecp5(size: str, luts: int, dsps: int, ebrs: int, lutram_units: int,
         package="CABGA381", board="ULX3S", pnr_device=size, luts=luts, ffs=luts, dsps=dsps,
         bram_blocks=ebrs, lutram_units=lutram_units, freq_mhz=freq_mhz, pins=ULX3S_PINS,
         speed="6",
+        # A fit fills the DSP rows: every MULT18X18D's output travels far to its PE's adder
+        # tree (4.1-5.5 ns of routing on the 25k and 85k fits), so two fabric registers
+        # split that route (45k 8x9 fit, seed 1: 176.0 MHz with one, 187.5 with two).
+        fit_core=dict(product_registers=2),
     )
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from bbsparse import bench
+from bbsparse.synth.targets import TARGETS
 
 
 def fake_run(**extra):
@@ -44,10 +45,11 @@ def test_markdown_and_plots(tmp_path):
     assert "## Compiled model" in bench.markdown(results)
     text = bench.markdown(results)
     assert "| BBS 1/8 | 0.125 | 13 | 90 |" in text
-    assert "| target | lanes x pes | LUT4 (Yosys) | logic cells (nextpnr) | FF | DSP |" in text
+    assert ("| target | core: lanes x pes | LUT4 (Yosys) | logic cells (nextpnr) | FF | DSP |"
+            in text)
     # A results.json from before the seeds, the timing flag and the w stream: "-" for those.
-    assert ("| ecp5-25k | 4 x 7 | 950/24288 | 2000/24288 | 2500 | 28/28 | 28/56 | 131.0 | "
-            "131.0 | - | 7.3 | 58.7 | 2.00 | - | - | - |") in text
+    assert ("| ecp5-25k | fit: 4 x 7 | 950/24288 | 2000/24288 | 2500 | 28/28 | 28/56 | "
+            "131.0 | 131.0 | - | 7.3 | 58.7 | 2.00 | - | - | - |") in text
     assert "Where the weights come from" not in text
     # Today's: Fmax min / median over the seeds, the constraint and whether it is met, GOPS
     # per DSP and per 1000 LUTs, the w stream the GOPS assume and what the board gives.
@@ -61,11 +63,11 @@ def test_markdown_and_plots(tmp_path):
                     "w_bits_per_beat": 308, "w_gbit_per_s_needed": 308 * 0.131,
                     "on_chip_weights": 12345, "board_memory": board})
     text = bench.markdown(results)
-    assert ("| target | lanes x pes | LUT4 (Yosys) | logic cells (nextpnr) | FF | DSP | BRAM "
-            "| Fmax min | Fmax median | constraint | GOPS sparse | GOPS dense-equivalent "
+    assert ("| target | core: lanes x pes | LUT4 (Yosys) | logic cells (nextpnr) | FF | DSP "
+            "| BRAM | Fmax min | Fmax median | constraint | GOPS sparse | GOPS dense-equivalent "
             "| ops / DSP / cycle | GOPS / DSP | GOPS / 1000 LUTs | w Gbit/s needed |") in text
-    assert ("| ecp5-25k | 4 x 7 | 950/24288 | 2000/24288 | 2500 | 28/28 | 28/56 | 128.5 | "
-            "131.0 | 200 NOT MET | 7.3 | 58.7 | 2.00 | 0.261 | 3.65 | 40.35 |") in text
+    assert ("| ecp5-25k | fit: 4 x 7 | 950/24288 | 2000/24288 | 2500 | 28/28 | 28/56 | "
+            "128.5 | 131.0 | 200 NOT MET | 7.3 | 58.7 | 2.00 | 0.261 | 3.65 | 40.35 |") in text
     assert "min and median over 3 placement seeds" in text
     assert "Timing not met: ecp5-25k: Fmax 131.00 MHz is below the 200 MHz constraint." in text
     assert ("- ecp5-25k: 308 bits a cycle = 40.35 Gbit/s; on chip (the compiled-model path's "
@@ -282,11 +284,13 @@ def test_fpga_runs_report_seeds_timing_gops_per_dsp_and_the_w_stream(tmp_path, m
         return flow.FlowResult(report, folder / "report.json", folder / "x.bin")
 
     monkeypatch.setattr(flow, "run_flow", run_flow)
-    monkeypatch.setattr(bench, "_fit_config", lambda name: Config(lanes=8, pes=1))
+    monkeypatch.setattr(bench, "_core_config",
+                        lambda name, core="fit": Config(lanes=8, pes=1))
     monkeypatch.setattr(bench, "_run", lambda *a, **k: {"utilization_steady": 0.5,
                                                         "utilization": 0.4})
     [r] = bench.fpga_runs(["ice40-up5k"], tmp_path, reuse=False, seed=7)
     assert calls == [{"seeds": bench.FPGA_SEEDS, "workers": bench.FPGA_WORKERS}]
+    assert r["core"] == "fit"
     assert (r["fmax_min_mhz"], r["fmax_median_mhz"], r["fmax_mhz"]) == (46.0, 48.19, 48.19)
     gops = 2 * 8 * 0.5 * 48.19 / 1000
     assert r["gops_sparse"] == pytest.approx(gops)
@@ -298,3 +302,16 @@ def test_fpga_runs_report_seeds_timing_gops_per_dsp_and_the_w_stream(tmp_path, m
     assert r["w_gbit_per_s_needed"] == pytest.approx(bits * 48.19 / 1000)
     assert r["board_memory"]["board"] == "iCEBreaker" and r["on_chip_weights"] > 0
     json.dumps(r)
+
+
+def test_fpga_runs_add_the_default_cores_after_the_fits():
+    assert bench.fpga_cores(["ice40-up5k", "ecp5-25k", "ecp5-85k"]) == [
+        ("ice40-up5k", "fit"), ("ecp5-25k", "fit"), ("ecp5-85k", "fit"),
+        ("ecp5-25k", "default")]
+    assert bench.fpga_cores(["ice40-up5k"]) == [("ice40-up5k", "fit")]
+    # The default core is the target's; the fit is over the target's fit micro-architecture.
+    assert bench._core_config("ecp5-25k", "default").to_dict() == \
+        TARGETS["ecp5-25k"].default_config().to_dict()
+    assert bench._core_config("ecp5-25k").product_registers == \
+        TARGETS["ecp5-25k"].fit_core["product_registers"]
+    assert bench._folder(Path("b"), "ecp5-25k", "default") == Path("b/synth/ecp5-25k-default")

@@ -120,11 +120,14 @@ def test_adder_tree_sums_exactly(count, levels_per_stage):
 
 # -- PE ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("lanes, acc_width", [(1, 9), (4, 18), (3, 10)])
-def test_pe_accumulates_rows(lanes, acc_width):
-    """Rows of 1, 2 and 3 beats, back to back with bubbles; the 10-bit case wraps."""
+@pytest.mark.parametrize("lanes, acc_width, copy", [(1, 9, 0), (4, 18, 21), (3, 10, 1), (2, 12, 17)])
+def test_pe_accumulates_rows(lanes, acc_width, copy):
+    """Rows of 1, 2 and 3 beats, back to back with bubbles whose `first` / `last` are
+    random (a PE's `copy` of the flag differs from the others' only there); the 10-bit
+    case wraps."""
     weight_width, act_width = 5, 4
-    dut = PE(lanes=lanes, weight_width=weight_width, act_width=act_width, acc_width=acc_width)
+    dut = PE(lanes=lanes, weight_width=weight_width, act_width=act_width, acc_width=acc_width,
+             copy=copy)
     rng = np.random.default_rng(lanes)
     beats = []  # (x, w, first, last) or None for a bubble
     expected = []
@@ -144,6 +147,8 @@ def test_pe_accumulates_rows(lanes, acc_width):
         for beat in beats + [None] * (dut.latency + 2):
             if beat is None:
                 ctx.set(dut.valid, 0)
+                ctx.set(dut.first, int(rng.integers(2)))
+                ctx.set(dut.last, int(rng.integers(2)))
             else:
                 x, w, first, last = beat
                 for lane in range(lanes):

@@ -120,7 +120,8 @@ def test_adder_tree_sums_exactly(count, levels_per_stage):
 
 # -- PE ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("lanes, acc_width, copy", [(1, 9, 0), (4, 18, 21), (3, 10, 1), (2, 12, 17)])
+@pytest.mark.parametrize("lanes, acc_width, copy",
+                         [(1, 9, 0), (4, 18, 21), (3, 10, 1), (2, 12, 17)])
 def test_pe_accumulates_rows(lanes, acc_width, copy):
     """Rows of 1, 2 and 3 beats, back to back with bubbles whose `first` / `last` are
     random (a PE's `copy` of the flag differs from the others' only there); the 10-bit

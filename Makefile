@@ -64,7 +64,7 @@ compare: $(STAMP)
 	$(VERILATOR_ENV) $(PY) -m bbsparse.tb.compare
 
 # The project's figures in one run: patterns, scaling, FPGA targets, tool speed.
-# Writes build/bench/results.json, results.md and PNG plots (about 18 minutes here);
+# Writes build/bench/results.json, results.md and PNG plots (about 28 minutes here);
 # `make bench-save` then copies them over the committed bench/ that the README quotes.
 bench: $(STAMP)
 	$(VERILATOR_ENV) $(PY) -m bbsparse bench --out build/bench

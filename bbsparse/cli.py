@@ -292,7 +292,7 @@ def add_bench(subparsers) -> None:
                     "array, the scaling with lanes and PEs, and the largest configuration "
                     "that fits each FPGA target (Yosys, nextpnr), every result checked "
                     "against the golden model; write results.json, results.md and plots. "
-                    "With every target it takes about 18 minutes here.")
+                    "With every target it takes about 28 minutes here.")
     parser.add_argument("--out", default="build/bench", metavar="DIR",
                         help="output folder (default: build/bench; 'make bench-save' copies "
                              "a run into the committed bench/)")

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bbsparse import bench
@@ -259,8 +260,11 @@ def test_main_stores_and_prints_the_compiled_section(tmp_path, monkeypatch, caps
     monkeypatch.setattr(bench, "compiled_model_runs", compiled)
     monkeypatch.setattr(bench, "plot", lambda *a: [])
     monkeypatch.setattr(bench, "fpga_seconds", lambda *a: 10.0)
+    # The cbs grid (its own report, bench_cbs.py) is minutes of simulation: not this test's.
+    import bbsparse.bench_cbs
+    monkeypatch.setattr(bbsparse.bench_cbs, "main", lambda *a, **k: order.append("cbs"))
     assert bench.main(tmp_path, targets=["ice40-up5k"]) == 0
-    assert order == ["fpga", "compiled"]
+    assert order == ["fpga", "compiled", "cbs"]
     stored = json.loads((tmp_path / "results.json").read_text())["compiled_model"]
     assert stored["targets"][0]["on_chip_latency_us"] == pytest.approx(4.0)
     assert "| ice40-up5k | 8 x 1 | 200 | 140 + 54 |" in (tmp_path / "results.md").read_text()
@@ -315,3 +319,32 @@ def test_fpga_runs_add_the_default_cores_after_the_fits():
     assert bench._core_config("ecp5-25k").product_registers == \
         TARGETS["ecp5-25k"].fit_core["product_registers"]
     assert bench._folder(Path("b"), "ecp5-25k", "default") == Path("b/synth/ecp5-25k-default")
+
+
+def test_cbs_grid_runs_every_engine_and_renders_the_table(tmp_path, monkeypatch):
+    """bench_cbs.main with the RTL run replaced (the engines themselves are tested in
+    test_rtl_cbs.py and friends): each density runs BBS, unstructured and cbs at every zero
+    fraction, with the zeros really in x, and the table sets each against BBS."""
+    from bbsparse import bench_cbs
+
+    seen = []
+
+    def fake_run(config, W, X):
+        zeros = float(np.mean(X == 0))
+        seen.append((config.pattern, config.nnz_per_bank, zeros))
+        # cycles: a stand-in that grows with the nonzeros the engine streams.
+        nonzero_x = 1.0 - zeros if config.pattern == "cbs" else 1.0
+        return {"cycles": int(1000 * config.nnz_per_bank * nonzero_x) + 7}
+
+    monkeypatch.setattr(bench_cbs, "_run", fake_run)
+    section = bench_cbs.main(tmp_path, rows=16, cols=32, lanes=4, pes=1, digits=False,
+                             log=lambda m: None)
+    assert [p for p, _, _ in seen] == ["bbs", "unstructured", "cbs", "cbs", "cbs", "cbs"] * 3
+    assert sorted({z for p, _, z in seen if p == "cbs"}) == [0.0, 0.25, 0.5, 0.75]
+    assert all(z == 0.0 for p, _, z in seen if p != "cbs")
+    half = next(r for r in section["grid"] if r["engine"] == "cbs" and r["density"] == 0.5
+                and r["zero_fraction"] == 0.5)
+    assert half["cycles_vs_bbs"] == pytest.approx((2000 + 7) / (4000 + 7))
+    text = (tmp_path / "cbs.md").read_text()
+    assert "| 0.5 | 4007 | 4007 (1.00x) | 4007 (1.00x) | 3007 (0.75x) | 2007 (0.50x) " in text
+    assert json.loads((tmp_path / "cbs.json").read_text())["grid"] == section["grid"]

@@ -79,6 +79,7 @@ VALID = {
     "pattern": st.sampled_from(["bbs", "unstructured", "cbs"]),
     "lut_multipliers": st.one_of(st.just(0), st.integers(0, 16)),
     "lutram_banks": st.one_of(st.just(0), st.integers(0, 16)),
+    "product_registers": st.one_of(st.just(0), st.integers(0, 5)),
 }
 assert set(VALID) == set(PARAMETERS)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import bench_cbs
 from .golden import prune, spmv
 from .golden.config import Config
 from .hdl.generate import verilog_text
@@ -879,7 +880,7 @@ def main(out: Path, *, rows: int = 1024, cols: int = 1024, lanes: int = 16, pes:
     scaling = scaling_runs(seed, steps)
     fpga = fpga_runs(targets, out, reuse_synth, seed, steps) if targets else []
     compiled = compiled_model_runs(targets, out, steps)
-    __import__("bbsparse.bench_cbs").bench_cbs.main(out, seed=seed)  # cbs.json, cbs.md
+    bench_cbs.main(out, seed=seed)  # cbs.json, cbs.md
     # A configuration built by an earlier run reports 0 s (cached): not a build time.
     builds = [r["verilator_build_seconds"] for r in patterns + scaling
               if not r.get("cached")] or [0.0]

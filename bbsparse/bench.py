@@ -212,6 +212,11 @@ def _core_config(name: str, core: str = "fit") -> Config:
     return fit_search(target, target.fit_base(Config()))[0]["_config"]
 
 
+def _core_label(name: str, core: str) -> str:
+    """Target `name`, and `core` when it is not the fit: how the bench names a run."""
+    return name if core == "fit" else f"{name} ({core} core)"
+
+
 def _folder(out: Path, name: str, core: str) -> Path:
     return out / "synth" / (name if core == "fit" else f"{name}-{core}")
 
@@ -277,7 +282,7 @@ def fpga_runs(targets, out: Path, reuse: bool, seed: int, steps: Steps | None = 
         config = _core_config(name, core)
         folder = _folder(out, name, core)
         previous = _reusable(out, name, config, reuse, core)
-        label = name if core == "fit" else f"{name} ({core} core)"
+        label = _core_label(name, core)
         if previous is not None:
             begin(f"FPGA {label}: reusing {previous}")
             report = json.loads(previous.read_text())
@@ -759,8 +764,7 @@ def _fig(value, form: str) -> str:
 
 def _label(r: dict) -> str:
     """A row's target, and its core when it is not the fit."""
-    core = r.get("core", "fit")
-    return r["target"] if core == "fit" else f"{r['target']} ({core} core)"
+    return _core_label(r["target"], r.get("core", "fit"))
 
 
 def _product_registers(r: dict) -> str:

@@ -173,17 +173,11 @@ class Config:
             self._require(name, value >= 0, "must not be negative")
             self._require(name, value <= self.multipliers,
                           f"must not exceed the {what} (lanes x pes = {self.multipliers})")
-            self._require(name, value == 0 or name in self.format.lane_choices,
-                          f"must be 0 for pattern {self.pattern!r} (its core does not choose "
-                          f"this per lane)")
+            self._require_taken(name)
         self._require("product_registers",
                       0 <= self.product_registers <= MAX_PRODUCT_REGISTERS,
                       f"must be from 0 to {MAX_PRODUCT_REGISTERS}")
-        self._require("product_registers",
-                      self.product_registers == 0
-                      or "product_registers" in self.format.lane_choices,
-                      f"must be 0 for pattern {self.pattern!r} (its core does not take this "
-                      f"choice)")
+        self._require_taken("product_registers")
         for name, ok, rule in self.format.check(self):
             self._require(name, ok, rule)
         bits = self.vector_memory_bits
@@ -216,6 +210,13 @@ class Config:
             self.out_shift < self.acc_width,
             f"must be less than acc_width ({self.acc_width})",
         )
+
+    def _require_taken(self, name: str) -> None:
+        """A micro-architecture choice (DESIGN §2.1) stays 0 unless the engine's core takes
+        it (its format's ``lane_choices``)."""
+        self._require(name, getattr(self, name) == 0 or name in self.format.lane_choices,
+                      f"must be 0 for pattern {self.pattern!r} (its core does not take this "
+                      f"choice)")
 
     def _require(self, name: str, ok: bool, rule: str):
         if not ok:

@@ -61,15 +61,15 @@ class Engine:
 
     def memories(self, config) -> list[MemoryNeed]:
         """The core's memories: per PE, one vector bank per lane holding two x buffers, and
-        the y FIFO's storage (``CreditFIFO(depth=credits + 1)`` keeps ``credits``
-        words in a memory and one in a register). A core with other memories describes
+        the y FIFO's storage (``CreditFIFO(depth=credits + 1)`` keeps ``credits - 1``
+        words in a memory and two in registers). A core with other memories describes
         them itself (``memories_of``: role, count, depth, width)."""
         if hasattr(self.core, "memories_of"):
             return [MemoryNeed(*need) for need in self.core.memories_of(config)]
         return [
             MemoryNeed("vector banks", config.pes * config.lanes, 2 * config.x_beats,
                        config.act_width),
-            MemoryNeed("y FIFO", 1, self.y_credits_of(config),
+            MemoryNeed("y FIFO", 1, ResultQueue.memory_words(self.y_credits_of(config)),
                        ResultQueue.entry_width(config.y_beat_width)),
         ]
 

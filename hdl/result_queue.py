@@ -13,24 +13,30 @@ __all__ = ["CreditFIFO", "ResultQueue"]
 
 class CreditFIFO(wiring.Component):
     """A FIFO for a writer that never overflows it (its credits, :class:`ResultQueue`):
-    `depth - 1` words in a memory, one in the output register, like Amaranth's
-    ``SyncFIFOBuffered`` (same ports, same latency: a word written at cycle t is readable
-    at t + 2), but built for speed rather than safety:
+    `depth - 2` words in a memory and two output registers, with the latency of Amaranth's
+    ``SyncFIFOBuffered`` (a word written at cycle t is readable at t + 2), but built for
+    speed rather than safety:
 
     - a write is never refused (``w_rdy`` is only a flag for checks, nothing reads it), so
       the write side has no path through the fill level;
-    - every next state is formed from registers and the write enable, and the late read
-      enable (``r_en``, the y stream's ``tready``) only picks between two of them: one
-      LUT level from ``tready`` to any register.
+    - the late read enable (``r_en``, the y stream's ``tready``) reaches one flip-flop
+      only, `b_full`: every enable of the wide data registers and the memory's read port is
+      formed from registers alone (DESIGN §14.3).
+
+    The output registers: `a` is the memory read port's own data register, `b` a copy of
+    it. The head is `b` while `b_full`, else `a`, and ``r_data`` picks it with `b_full`.
+    `a` passes its word to `b` whenever `b` is empty (if the word leaves in the same cycle,
+    `b` takes it but stays empty), and reads the next word from the memory whenever it is
+    empty or passing its word on.
 
     Ports: ``w_data``, ``w_en`` in; ``w_rdy`` out; ``r_data``, ``r_rdy`` out; ``r_en`` in;
-    ``level`` out (words held, both stages).
+    ``level`` out (words held, memory and registers).
     """
 
     def __init__(self, *, width: int, depth: int):
         require_positive(width=width)
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 2:
-            raise ValueError(f"depth must be an integer of at least 2, not {depth!r}")
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 3:
+            raise ValueError(f"depth must be an integer of at least 3, not {depth!r}")
         self.width, self.depth = width, depth
         super().__init__({
             "w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
@@ -38,17 +44,26 @@ class CreditFIFO(wiring.Component):
             "level": Out(range(depth + 1)),
         })
 
+    @staticmethod
+    def memory_words(depth: int) -> int:
+        """Words of the memory of a FIFO of `depth` words (the rest are registers)."""
+        return depth - 2
+
     def elaborate(self, platform):
         m = Module()
-        inner = self.depth - 1
+        inner = self.memory_words(self.depth)
         storage = m.submodules.storage = Memory(shape=self.width, depth=inner, init=[])
         w_port = storage.write_port()
-        r_port = storage.read_port(domain="sync")  # its data register is the output stage
+        r_port = storage.read_port(domain="sync")  # its data register is `a`
         produce = Signal(range(inner), name="produce")
         consume = Signal(range(inner), name="consume")
         inner_level = Signal(range(inner + 1), name="inner_level")
         # `inner_level != 0`, kept as a register of its own.
         inner_any = Signal(name="inner_any")
+        a_full = Signal(name="a_full")
+        b_full = Signal(name="b_full")
+        b = Signal(self.width, name="b")
+        a = Signal(self.width, name="a")
 
         def following(pointer):
             return Mux(pointer == inner - 1, 0, pointer + 1)
@@ -56,34 +71,45 @@ class CreditFIFO(wiring.Component):
         m.d.comb += [
             w_port.addr.eq(produce), w_port.data.eq(self.w_data), w_port.en.eq(self.w_en),
             self.w_rdy.eq(inner_level != inner),
-            self.level.eq(inner_level + self.r_rdy),
-            self.r_data.eq(r_port.data),
+            self.level.eq(inner_level + a_full + b_full),
             r_port.addr.eq(consume),
+            self.r_rdy.eq(a_full | b_full),
+            a.eq(r_port.data),
+            self.r_data.eq(Mux(b_full, b, a)),
         ]
         with m.If(self.w_en):
             m.d.sync += produce.eq(following(produce))
 
-        # The read side: the output register takes the next word when it is empty or read.
-        take = Signal(name="take")
-        m.d.comb += [take.eq(inner_any & (~self.r_rdy | self.r_en)), r_port.en.eq(take)]
-        # Next level and flag without and with a take, from the registers and w_en alone.
-        level_kept = Signal.like(inner_level, name="level_kept")
-        level_taken = Signal.like(inner_level, name="level_taken")
-        any_kept = Signal(name="any_kept")
-        any_taken = Signal(name="any_taken")
+        # `a` passes its word on (`move`) while `b` is empty, and takes the next word from
+        # the memory (`load`) when it is empty or passing its word on. Both enables are
+        # registers of their own, formed with the flags' next values: each drives a whole
+        # data register (`load` the memory's read port too), and a gate in front of such a
+        # net is placed among its sinks, away from the control it also feeds.
+        move = Signal(name="move")
+        load = Signal(name="load")
+        m.d.comb += r_port.en.eq(load)
+        with m.If(move):
+            m.d.sync += b.eq(a)
+        a_full_next = Signal(name="a_full_next")
+        b_full_next = Signal(name="b_full_next")
+        any_next = Signal(name="inner_any_next")
         m.d.comb += [
-            level_kept.eq(Mux(self.w_en, inner_level + 1, inner_level)),
-            level_taken.eq(Mux(self.w_en, inner_level, inner_level - 1)),
-            any_kept.eq(self.w_en | inner_any),
-            any_taken.eq(self.w_en | (inner_level > 1)),
+            a_full_next.eq(load | (a_full & b_full)),
+            # `b` holds a word after this cycle unless the head leaves now: the only use of
+            # `r_en`.
+            b_full_next.eq((a_full | b_full) & ~self.r_en),
+            any_next.eq(self.w_en | Mux(load, inner_level > 1, inner_any)),
         ]
-        with m.If(take):
-            m.d.sync += [inner_level.eq(level_taken), inner_any.eq(any_taken),
-                         consume.eq(following(consume)), self.r_rdy.eq(1)]
+        m.d.sync += [
+            a_full.eq(a_full_next), b_full.eq(b_full_next), inner_any.eq(any_next),
+            move.eq(a_full_next & ~b_full_next),
+            load.eq(any_next & ~(a_full_next & b_full_next)),
+        ]
+        with m.If(load):
+            m.d.sync += [inner_level.eq(Mux(self.w_en, inner_level, inner_level - 1)),
+                         consume.eq(following(consume))]
         with m.Else():
-            m.d.sync += [inner_level.eq(level_kept), inner_any.eq(any_kept)]
-            with m.If(self.r_en):
-                m.d.sync += self.r_rdy.eq(0)
+            m.d.sync += inner_level.eq(Mux(self.w_en, inner_level + 1, inner_level))
         return m
 
 
@@ -111,6 +137,9 @@ class ResultQueue(wiring.Component):
 
     def __init__(self, *, width: int, credits: int):
         require_positive(width=width, credits=credits)
+        if credits < 2:
+            raise ValueError(f"credits must be at least 2 (the FIFO's two output registers "
+                             f"and a memory), not {credits!r}")
         self._width = width
         self._credits = credits
         super().__init__({
@@ -121,6 +150,11 @@ class ResultQueue(wiring.Component):
             "w_en": In(1),
             "y": Out(AXIStream(width)),
         })
+
+    @staticmethod
+    def memory_words(credits: int) -> int:
+        """Words of the y FIFO's memory for `credits` (its CreditFIFO holds credits + 1)."""
+        return CreditFIFO.memory_words(credits + 1)
 
     @staticmethod
     def entry_width(width: int) -> int:

@@ -272,13 +272,19 @@ class ResultQueueHarness(Harness):
         m.submodules.dut = fragment
         fifo_fragment = fragment.find_subfragment("fifo")
         fifo = fifo_fragment.origins[0]
-        inner = fifo.depth - 1  # CreditFIFO: a memory of depth - 1 and an output register
+        inner = fifo.memory_words(fifo.depth)  # CreditFIFO: a memory and two registers
         storage = platform.model(fifo_fragment.find_subfragment("storage"))
         inflight = internal(fragment, "inflight")
         produce = internal(fifo_fragment, "produce")
         consume = internal(fifo_fragment, "consume")
         inner_level = internal(fifo_fragment, "inner_level")
         inner_any = internal(fifo_fragment, "inner_any")
+        a_full = internal(fifo_fragment, "a_full")
+        b_full = internal(fifo_fragment, "b_full")
+        a = internal(fifo_fragment, "a")
+        b = internal(fifo_fragment, "b")
+        load = internal(fifo_fragment, "load")
+        move = internal(fifo_fragment, "move")
 
         m.d.comb += Assume(~ResetSignal())
         start = self.free(m, 1, "start")
@@ -326,13 +332,18 @@ class ResultQueueHarness(Harness):
             produce == consume, (inner_level == 0) | (inner_level == inner),
             inner_level == _modulo_distance(produce, consume, inner)))
         self.check(m, "inner_any", inner_any == (inner_level != 0))
-        at_output = Signal(name="tag_at_output")
-        m.d.comb += at_output.eq((ahead == 0) & fifo.r_rdy)
+        self.check(m, "enables", (load == (inner_any & ~(a_full & b_full)))
+                   & (move == (a_full & ~b_full)))
+        # The head is `b` while it is full, else `a`; `a` is the younger of the two.
+        at_b = Signal(name="tag_at_b")
+        at_a = Signal(name="tag_at_a")
+        m.d.comb += [at_b.eq(b_full & (ahead == 0)), at_a.eq(a_full & (ahead == b_full))]
         self.check(m, "tag_inside", ~tracked | (ahead < occupancy))
-        self.check(m, "tag_at_output", ~tracked | ~at_output | (fifo.r_data == tag))
-        self.check(m, "tag_in_memory", ~tracked | at_output | (
+        self.check(m, "tag_at_b", ~tracked | ~at_b | (b == tag))
+        self.check(m, "tag_at_a", ~tracked | ~at_a | (a == tag))
+        self.check(m, "tag_in_memory", ~tracked | at_a | at_b | (
             (tag_slot < inner) & (storage.word(tag_slot) == tag)
-            & (_modulo_distance(tag_slot, consume, inner) == ahead - fifo.r_rdy)))
+            & (_modulo_distance(tag_slot, consume, inner) == ahead - a_full - b_full)))
 
         m.d.comb += [
             Cover(leaving & (tag != 0)),

@@ -314,6 +314,7 @@ def fpga_runs(targets, out: Path, reuse: bool, seed: int, steps: Steps | None = 
         results.append({
             "target": name, "core": core, "lanes": config.lanes, "pes": config.pes,
             "product_registers": config.product_registers,
+            "operand_registers": config.operand_registers,
             # lut: the report's luts (LUT4s in use, DESIGN §7.2), kept for older readers;
             # lut4 (Yosys) and logic_cells (nextpnr) are one unit each.
             "lut": used["luts"]["used"],
@@ -767,8 +768,11 @@ def _label(r: dict) -> str:
     return _core_label(r["target"], r.get("core", "fit"))
 
 
-def _product_registers(r: dict) -> str:
-    return f", {r['product_registers']} product registers" if r.get("product_registers") else ""
+def _pipeline_registers(r: dict) -> str:
+    """The fabric registers a row's core adds around its multipliers (DESIGN §2.1)."""
+    return "".join(f", {r[key]} {what} registers" for key, what in
+                   (("operand_registers", "operand"), ("product_registers", "product"))
+                   if r.get(key))
 
 
 def fpga_markdown(fpga: list) -> list[str]:
@@ -788,7 +792,7 @@ def fpga_markdown(fpga: list) -> list[str]:
             constraint += " met" if met else " NOT MET"
         lines.append(
             f"| {r['target']} | {r.get('core', 'fit')}: {r['lanes']} x {r['pes']}"
-            f"{_product_registers(r)} | {r.get('lut4') or '-'} | "
+            f"{_pipeline_registers(r)} | {r.get('lut4') or '-'} | "
             f"{r.get('logic_cells') or '-'} | {r['ff']} | {r['dsp']} | {r['bram']} | "
             f"{r.get('fmax_min_mhz', r['fmax_mhz']):.1f} | "
             f"{r.get('fmax_median_mhz', r['fmax_mhz']):.1f} | {constraint} | "

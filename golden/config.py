@@ -34,8 +34,9 @@ MAX_ACC_WIDTH = 256
 MAX_TREE_LEVELS_PER_STAGE = 16
 #: Vector memories, every PE's two x buffers: about the on-chip RAM of the largest FPGAs.
 MAX_VECTOR_MEMORY_BITS = 1 << 28
-#: Product registers: more than a few only adds latency.
+#: Product and operand registers: more than a few only adds latency.
 MAX_PRODUCT_REGISTERS = 4
+MAX_OPERAND_REGISTERS = 4
 #: A configuration file larger than this is not a configuration.
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -47,6 +48,7 @@ LIMITS = {
     "acc_width": MAX_ACC_WIDTH,
     "tree_levels_per_stage": MAX_TREE_LEVELS_PER_STAGE,
     "product_registers": MAX_PRODUCT_REGISTERS,
+    "operand_registers": MAX_OPERAND_REGISTERS,
     "vector_memory_bits": MAX_VECTOR_MEMORY_BITS,
     "config_bytes": MAX_CONFIG_BYTES,
 }
@@ -103,6 +105,10 @@ class Config:
     # and the adder tree, each one more cycle of PE latency; one lets a DSP block's output
     # reach the fabric in a cycle of its own (the largest ECP5 fits, §12.8).
     product_registers: int = 0
+    # Micro-architecture (DESIGN §2.1): fabric registers in front of every multiplier's
+    # operands, each one more cycle of PE latency; one splits the route from a vector
+    # bank's block RAM (or the w fan-out) to a DSP block's input (the ECP5 fits, §12.8).
+    operand_registers: int = 0
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -174,10 +180,10 @@ class Config:
             self._require(name, value <= self.multipliers,
                           f"must not exceed the {what} (lanes x pes = {self.multipliers})")
             self._require_taken(name)
-        self._require("product_registers",
-                      0 <= self.product_registers <= MAX_PRODUCT_REGISTERS,
-                      f"must be from 0 to {MAX_PRODUCT_REGISTERS}")
-        self._require_taken("product_registers")
+        for name, most in (("product_registers", MAX_PRODUCT_REGISTERS),
+                           ("operand_registers", MAX_OPERAND_REGISTERS)):
+            self._require(name, 0 <= getattr(self, name) <= most, f"must be from 0 to {most}")
+            self._require_taken(name)
         for name, ok, rule in self.format.check(self):
             self._require(name, ok, rule)
         bits = self.vector_memory_bits

@@ -58,8 +58,8 @@ class WireFormat:
     counts_stalls: bool = False
     #: The per-lane choices of DESIGN §2.1 the engine's core honours (``lut_multipliers``:
     #: its products go through the shared MAC array; ``lutram_banks``: its vector banks are
-    #: the banked memories of §3.1; ``product_registers``: its products go through the
-    #: shared MAC array). Any other must stay 0.
+    #: the banked memories of §3.1; ``product_registers``, ``operand_registers``: its
+    #: multipliers are the shared MAC array's). Any other must stay 0.
     lane_choices: tuple = ()
 
     def check(self, cfg):
@@ -103,7 +103,8 @@ class BBSFormat(WireFormat):
     name = "bbs"
     summary = "bank-balanced sparse core (CSB w stream, lane-transposed x, DESIGN §3-4)"
     fixed_row_length = True
-    lane_choices = ("lut_multipliers", "lutram_banks", "product_registers")
+    lane_choices = ("lut_multipliers", "lutram_banks", "product_registers",
+                    "operand_registers")
 
     def accumulator_terms(self, cfg) -> int:
         return cfg.nnz_per_row
@@ -140,7 +141,7 @@ class UnstructuredFormat(WireFormat):
     summary = ("unstructured engine: the same PEs behind a crossbar gather (row-wise "
                "compressed w stream, DESIGN §9)")
     counts_stalls = True
-    lane_choices = ("lut_multipliers", "product_registers")
+    lane_choices = ("lut_multipliers", "product_registers", "operand_registers")
 
     def check(self, cfg):
         return (("lanes", cfg.lanes & (cfg.lanes - 1) == 0,

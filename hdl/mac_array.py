@@ -60,7 +60,8 @@ class MACArray(wiring.Component):
     @staticmethod
     def latency_of(config: Config) -> int:
         return (PE.latency_of(config.lanes, config.tree_levels_per_stage,
-                              MACArray.multiplier_latency_of(config)) + OutputStage.LATENCY)
+                              MACArray.multiplier_latency_of(config), config.operand_registers)
+                + OutputStage.LATENCY)
 
     @property
     def latency(self) -> int:
@@ -73,7 +74,8 @@ class MACArray(wiring.Component):
             pe = PE(lanes=c.lanes, weight_width=c.weight_width, act_width=c.act_width,
                     acc_width=c.acc_width, tree_levels_per_stage=c.tree_levels_per_stage,
                     lut_lanes=c.lut_lanes_of(index),
-                    multiplier_latency=self.multiplier_latency_of(c), copy=index)
+                    multiplier_latency=self.multiplier_latency_of(c),
+                    operand_registers=c.operand_registers, copy=index)
             stage = OutputStage(acc_width=c.acc_width, out_width=c.out_width,
                                 out_shift=c.out_shift, relu=c.relu)
             m.submodules[f"pe{index}"] = pe

@@ -26,10 +26,12 @@ class PE(wiring.Component):
     acc_valid : Out(1)
         High for one cycle, :attr:`latency` cycles after the `last` beat was presented.
 
-    Pipeline: the multipliers (`multiplier_latency` cycles, at least 2: operand and product
-    registers, so that Yosys packs both into a hard DSP: SB_MAC16), the adder tree
+    Pipeline: `operand_registers` fabric registers on both operands of every lane (0 by
+    default; on a large ECP5 fit one splits the route from the vector bank's block RAM to
+    the DSP block), the multipliers (`multiplier_latency` cycles, at least 2: operand and
+    product registers, so that Yosys packs both into a hard DSP: SB_MAC16), the adder tree
     (:class:`AdderTree`), the accumulator register. One beat per cycle, no stall:
-    :attr:`latency` = `multiplier_latency` + tree latency + 1.
+    :attr:`latency` = `operand_registers` + `multiplier_latency` + tree latency + 1.
 
     Multipliers, per lane:
 
@@ -50,7 +52,7 @@ class PE(wiring.Component):
 
     def __init__(self, *, lanes: int, weight_width: int, act_width: int, acc_width: int,
                  tree_levels_per_stage: int = 1, lut_lanes: int = 0,
-                 multiplier_latency: int = 2, copy: int = 0):
+                 multiplier_latency: int = 2, operand_registers: int = 0, copy: int = 0):
         require_positive(lanes=lanes, weight_width=weight_width, act_width=act_width,
                          acc_width=acc_width, tree_levels_per_stage=tree_levels_per_stage)
         product = weight_width + act_width
@@ -65,8 +67,10 @@ class PE(wiring.Component):
                 or multiplier_latency < 2:
             raise ValueError(f"multiplier_latency must be an integer of at least 2, not "
                              f"{multiplier_latency!r}")
-        if isinstance(copy, bool) or not isinstance(copy, int) or copy < 0:
-            raise ValueError(f"copy must be a non-negative integer, not {copy!r}")
+        for name, value in (("operand_registers", operand_registers), ("copy", copy)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
+        self._operand_registers = operand_registers
         self._copy = copy
         self._lut_lanes = lut_lanes
         self._multiplier_latency = multiplier_latency
@@ -90,15 +94,17 @@ class PE(wiring.Component):
         return self._lanes
 
     @staticmethod
-    def latency_of(lanes: int, tree_levels_per_stage: int, multiplier_latency: int = 2) -> int:
-        """Cycles from a beat at the inputs to its row's result at `acc`: the multipliers,
-        the tree, the accumulator."""
-        return multiplier_latency + AdderTree.latency_of(lanes, tree_levels_per_stage) + 1
+    def latency_of(lanes: int, tree_levels_per_stage: int, multiplier_latency: int = 2,
+                   operand_registers: int = 0) -> int:
+        """Cycles from a beat at the inputs to its row's result at `acc`: the operand
+        registers, the multipliers, the tree, the accumulator."""
+        return (operand_registers + multiplier_latency
+                + AdderTree.latency_of(lanes, tree_levels_per_stage) + 1)
 
     @property
     def latency(self) -> int:
         return self.latency_of(self._lanes, self._tree_levels_per_stage,
-                               self._multiplier_latency)
+                               self._multiplier_latency, self._operand_registers)
 
     @property
     def lut_lanes(self) -> int:
@@ -133,10 +139,14 @@ class PE(wiring.Component):
                                              width=self._weight_width + self._act_width,
                                              levels_per_stage=self._tree_levels_per_stage)
         product_width = self._weight_width + self._act_width
+        x = [delay(m, self.x[lane], self._operand_registers, f"lane{lane}_x_early")
+             for lane in range(self._lanes)]
+        weight = [delay(m, self.weight[lane], self._operand_registers, f"lane{lane}_w_early")
+                  for lane in range(self._lanes)]
         for lane, mult in enumerate(multipliers):
             if mult is not None:
                 m.submodules[f"lane{lane}_mult"] = mult
-                m.d.comb += [mult.a.eq(self.x[lane]), mult.b.eq(self.weight[lane])]
+                m.d.comb += [mult.a.eq(x[lane]), mult.b.eq(weight[lane])]
                 # A faster multiplier waits for the slowest (a LUT lane's).
                 product = Signal(signed(product_width), name=f"lane{lane}_p")
                 m.d.comb += [
@@ -149,15 +159,15 @@ class PE(wiring.Component):
             w_operand = Signal(signed(self._weight_width), name=f"lane{lane}_w_operand")
             product = Signal(signed(product_width), name=f"lane{lane}_product")
             m.d.sync += [
-                x_operand.eq(self.x[lane]),
-                w_operand.eq(self.weight[lane]),
+                x_operand.eq(x[lane]),
+                w_operand.eq(weight[lane]),
                 product.eq(x_operand * w_operand),
             ]
             m.d.comb += tree.terms[lane].eq(
                 delay(m, product, self._multiplier_latency - 2, f"lane{lane}_product"))
 
         # Control travels beside the data: the multipliers' cycles, then the tree.
-        stages = self._multiplier_latency + tree.latency
+        stages = self._operand_registers + self._multiplier_latency + tree.latency
         valid = delay(m, self.valid, stages, "valid")
         # Register duplication: the `first` flag drives every accumulator bit, and the same
         # flag in every PE would be one register for all of them after Yosys merges

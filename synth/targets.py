@@ -151,10 +151,14 @@ def _ecp5(size: str, luts: int, dsps: int, ebrs: int, lutram_units: int,
         package="CABGA381", board="ULX3S", pnr_device=size, luts=luts, ffs=luts, dsps=dsps,
         bram_blocks=ebrs, lutram_units=lutram_units, freq_mhz=freq_mhz, pins=ULX3S_PINS,
         speed="6",
-        # A fit fills the DSP rows: every MULT18X18D's output travels far to its PE's adder
+        # A fit fills the DSP rows, which lie apart from the block RAM rows and from the
+        # fabric its PE's adder tree sits in: every MULT18X18D's output travels far to the
         # tree (4.1-5.5 ns of routing on the 25k and 85k fits), so two fabric registers
-        # split that route (45k 8x9 fit, seed 1: 176.0 MHz with one, 187.5 with two).
-        fit_core=dict(product_registers=2),
+        # split that route (45k 8x9 fit, seed 1: 176.0 MHz with one, 187.5 with two); the
+        # operands travel far from the vector banks' block RAM (4.2-5.0 ns on the 45k), so
+        # one more register splits theirs (45k fit, 3 seeds: 165.2-190.9 MHz before, with
+        # the y FIFO of DESIGN §14.3 185.2-195.3).
+        fit_core=dict(product_registers=2, operand_registers=1),
     )
 
 

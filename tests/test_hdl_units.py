@@ -10,6 +10,7 @@ from bbsparse.hdl.adder_tree import AdderTree
 from bbsparse.hdl.banks import VectorBanks
 from bbsparse.hdl.output_stage import OutputStage
 from bbsparse.hdl.pe import PE
+from bbsparse.hdl.result_queue import CreditFIFO, ResultQueue
 
 
 def run(dut, testbench):
@@ -38,6 +39,8 @@ def test_output_stage_rejects(kwargs, message):
      "lanes must be a positive integer, not 0"),
     (dict(lanes=4, weight_width=8, act_width=8, acc_width=15),
      "acc_width must hold one product (at least 16), not 15"),
+    (dict(lanes=4, weight_width=8, act_width=8, acc_width=20, operand_registers=-1),
+     "operand_registers must be a non-negative integer, not -1"),
 ])
 def test_pe_rejects(kwargs, message):
     with pytest.raises(ValueError) as info:
@@ -50,6 +53,10 @@ def test_banks_and_tree_reject():
         VectorBanks(lanes=2, width=8, depth=0)
     with pytest.raises(ValueError, match="levels_per_stage must be a positive integer, not 0"):
         AdderTree(count=4, width=8, levels_per_stage=0)
+    with pytest.raises(ValueError, match="^depth must be an integer of at least 3, not 2$"):
+        CreditFIFO(width=8, depth=2)
+    with pytest.raises(ValueError, match=r"^credits must be at least 2 \(the FIFO's"):
+        ResultQueue(width=8, credits=1)
 
 
 # -- output stage ------------------------------------------------------------------------
@@ -120,15 +127,16 @@ def test_adder_tree_sums_exactly(count, levels_per_stage):
 
 # -- PE ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("lanes, acc_width, copy",
-                         [(1, 9, 0), (4, 18, 21), (3, 10, 1), (2, 12, 17)])
-def test_pe_accumulates_rows(lanes, acc_width, copy):
+@pytest.mark.parametrize("lanes, acc_width, copy, operand_registers",
+                         [(1, 9, 0, 0), (4, 18, 21, 1), (3, 10, 1, 2), (2, 12, 17, 0)])
+def test_pe_accumulates_rows(lanes, acc_width, copy, operand_registers):
     """Rows of 1, 2 and 3 beats, back to back with bubbles whose `first` / `last` are
     random (a PE's `copy` of the flag differs from the others' only there); the 10-bit
-    case wraps."""
+    case wraps; operand registers delay the result by as many cycles."""
     weight_width, act_width = 5, 4
     dut = PE(lanes=lanes, weight_width=weight_width, act_width=act_width, acc_width=acc_width,
-             copy=copy)
+             copy=copy, operand_registers=operand_registers)
+    assert dut.latency == PE.latency_of(lanes, 1) + operand_registers
     rng = np.random.default_rng(lanes)
     beats = []  # (x, w, first, last) or None for a bubble
     expected = []

@@ -104,21 +104,25 @@ def test_keys_and_their_rules():
         Config(lut_multipliers=True)
 
 
-def test_product_registers_rules_and_latency():
+@pytest.mark.parametrize("key", ["product_registers", "operand_registers"])
+def test_pipeline_registers_rules_and_latency(key):
     plain = Config()
     for extra in (1, 4):
-        c = Config(product_registers=extra)
+        c = Config(**{key: extra})
         assert MACArray.latency_of(c) - MACArray.latency_of(plain) == extra
-        assert MACArray.multiplier_latency_of(Config(lut_multipliers=1, product_registers=extra)) \
-            == LUTMultiplier.DEFAULT_LATENCY + extra
-    with pytest.raises(ConfigError, match=r"^product_registers must be from 0 to 4, not 5$"):
-        Config(product_registers=5)
-    with pytest.raises(ConfigError, match=r"^product_registers must be from 0 to 4, not -1$"):
-        Config(product_registers=-1)
-    with pytest.raises(ConfigError, match="product_registers must be 0 for pattern 'cbs'"):
-        Config(pattern="cbs", product_registers=1)
-    assert Config(pattern="unstructured", lanes=4, bank_size=4, cols=32,
-                  product_registers=2).product_registers == 2
+        lut = Config(lut_multipliers=1, **{key: extra})
+        assert MACArray.latency_of(lut) - MACArray.latency_of(Config(lut_multipliers=1)) \
+            == extra
+    with pytest.raises(ConfigError, match=rf"^{key} must be from 0 to 4, not 5$"):
+        Config(**{key: 5})
+    with pytest.raises(ConfigError, match=rf"^{key} must be from 0 to 4, not -1$"):
+        Config(**{key: -1})
+    with pytest.raises(ConfigError, match=f"{key} must be 0 for pattern 'cbs'"):
+        Config(pattern="cbs", **{key: 1})
+    assert getattr(Config(pattern="unstructured", lanes=4, bank_size=4, cols=32,
+                          **{key: 2}), key) == 2
+    assert MACArray.multiplier_latency_of(Config(lut_multipliers=1, product_registers=2)) \
+        == LUTMultiplier.DEFAULT_LATENCY + 2
 
 
 def test_every_pe_runs_at_the_lut_multiplier_latency():

@@ -13,7 +13,9 @@ from bbsparse.tb.ecp5_models import MULT18X18D_MODEL
 
 CASES = {
     "lanes4-8x8": dict(lanes=4, weight_width=8, act_width=8, acc_width=20),
-    "lanes3-5x7-wraps": dict(lanes=3, weight_width=5, act_width=7, acc_width=12),
+    # One fabric register in front of each MULT18X18D's operands (operand_registers).
+    "lanes3-5x7-wraps": dict(lanes=3, weight_width=5, act_width=7, acc_width=12,
+                             operand_registers=1),
     "lanes2-18x18": dict(lanes=2, weight_width=18, act_width=18, acc_width=40),
 }
 

@@ -12,7 +12,8 @@ CONFIGS = {
     "lanes1": dict(lanes=1, pes=1, cols=16),
     "lanes4-pes2": dict(lanes=4, pes=2, cols=64),
     "lanes8-pes3-odd": dict(lanes=8, pes=3, cols=72, weight_width=6, act_width=5,
-                            out_width=9, out_shift=2, relu=True, product_registers=1),
+                            out_width=9, out_shift=2, relu=True, product_registers=1,
+                            operand_registers=1),
     "lanes16": dict(lanes=16, pes=2, cols=128),
 }
 STALLS = Stalls(x_idle=0.25, w_idle=0.3, y_stall=0.4, y_burst=0.01)

@@ -208,16 +208,6 @@ class BBSSpMV(wiring.Component):
                                             & (round_ == last_round))]
 
         # Every lane of every PE reads its own memory: address = round base + in-bank index.
-        # `base` is a multiple of bank_size (the buffers start at 0 and x_beats = rounds *
-        # bank_size, a round moves on by bank_size); when bank_size is a power of two that
-        # an index fills, the sum is the index beside base's upper bits, with no adder:
-        # `base` drives every lane of every PE, and on the largest fits its route to the
-        # far PEs' adders was the longest path (45k: 4.0 ns of routing, then the carry).
-        def read_address(index):
-            if c.bank_size >= 2 and c.bank_size == 1 << c.index_width:
-                return Cat(index, base[c.index_width:])
-            return base + index
-
         for pe_index in range(pes):
             # lutram_banks > 0 places every bank explicitly: its last ones in LUT RAM, the
             # others in block RAM (DESIGN §2.1); 0 leaves them to Yosys' costs.
@@ -235,7 +225,7 @@ class BBSSpMV(wiring.Component):
             for lane in range(lanes):
                 i = pe_index * lanes + lane
                 r_addr = Signal.like(banks.r_addr[lane], name=f"pe{pe_index}_lane{lane}_r_addr")
-                m.d.sync += r_addr.eq(read_address(w_payload[i].index))
+                m.d.sync += r_addr.eq(base + w_payload[i].index)
                 m.d.comb += [
                     banks.r_addr[lane].eq(r_addr),
                     macs.x[i].eq(banks.r_data[lane]),

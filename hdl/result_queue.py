@@ -81,14 +81,19 @@ class CreditFIFO(wiring.Component):
             m.d.sync += produce.eq(following(produce))
 
         # `a` passes its word on (`move`) while `b` is empty, and takes the next word from
-        # the memory (`load`) when it is empty or passing its word on. Both enables are
-        # registers of their own, formed with the flags' next values: each drives a whole
-        # data register (`load` the memory's read port too), and a gate in front of such a
-        # net is placed among its sinks, away from the control it also feeds.
+        # the memory (`load`) when it is empty or passing its word on. The control uses
+        # both formed from its own registers; the wide data registers and the memory's read
+        # port take theirs from registers of their own (`move_data`, `load_data`), formed
+        # with the flags' next values: a gate in front of such a net is placed among its
+        # sinks, away from the control it also feeds, and a register fed back into its own
+        # control would cross that distance twice.
         move = Signal(name="move")
         load = Signal(name="load")
-        m.d.comb += r_port.en.eq(load)
-        with m.If(move):
+        move_data = Signal(name="move_data")
+        load_data = Signal(name="load_data")
+        m.d.comb += [move.eq(a_full & ~b_full), load.eq(inner_any & ~(a_full & b_full)),
+                     r_port.en.eq(load_data)]
+        with m.If(move_data):
             m.d.sync += b.eq(a)
         a_full_next = Signal(name="a_full_next")
         b_full_next = Signal(name="b_full_next")
@@ -102,8 +107,8 @@ class CreditFIFO(wiring.Component):
         ]
         m.d.sync += [
             a_full.eq(a_full_next), b_full.eq(b_full_next), inner_any.eq(any_next),
-            move.eq(a_full_next & ~b_full_next),
-            load.eq(any_next & ~(a_full_next & b_full_next)),
+            move_data.eq(a_full_next & ~b_full_next),
+            load_data.eq(any_next & ~(a_full_next & b_full_next)),
         ]
         with m.If(load):
             m.d.sync += [inner_level.eq(Mux(self.w_en, inner_level, inner_level - 1)),

@@ -770,7 +770,7 @@ def _label(r: dict) -> str:
 
 def _pipeline_registers(r: dict) -> str:
     """The fabric registers a row's core adds around its multipliers (DESIGN §2.1)."""
-    return "".join(f", {r[key]} {what} registers" for key, what in
+    return "".join(f", {r[key]} {what} register{'s' if r[key] != 1 else ''}" for key, what in
                    (("operand_registers", "operand"), ("product_registers", "product"))
                    if r.get(key))
 

@@ -157,9 +157,14 @@ class ResultQueue(wiring.Component):
         })
 
     @staticmethod
+    def fifo_depth(credits: int) -> int:
+        """Words of the CreditFIFO for `credits`: one more than can be in flight."""
+        return credits + 1
+
+    @staticmethod
     def memory_words(credits: int) -> int:
-        """Words of the y FIFO's memory for `credits` (its CreditFIFO holds credits + 1)."""
-        return CreditFIFO.memory_words(credits + 1)
+        """Words of the y FIFO's memory for `credits` (the rest of it are registers)."""
+        return CreditFIFO.memory_words(ResultQueue.fifo_depth(credits))
 
     @staticmethod
     def entry_width(width: int) -> int:
@@ -196,7 +201,7 @@ class ResultQueue(wiring.Component):
             # inflight <= credits always, so a pop alone always leaves room.
             m.d.sync += [inflight.eq(down), can_start.eq(1)]
         m.submodules.fifo = fifo = CreditFIFO(width=self.entry_width(self._width),
-                                              depth=self._credits + 1)
+                                              depth=self.fifo_depth(self._credits))
         m.d.comb += [
             fifo.w_data.eq(Cat(self.w_data, self.w_last)),
             fifo.w_en.eq(self.w_en),

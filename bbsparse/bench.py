@@ -315,6 +315,7 @@ def fpga_runs(targets, out: Path, reuse: bool, seed: int, steps: Steps | None = 
             "target": name, "core": core, "lanes": config.lanes, "pes": config.pes,
             "product_registers": config.product_registers,
             "operand_registers": config.operand_registers,
+            "broadcast_registers": config.broadcast_registers,
             # lut: the report's luts (LUT4s in use, DESIGN §7.2), kept for older readers;
             # lut4 (Yosys) and logic_cells (nextpnr) are one unit each.
             "lut": used["luts"]["used"],
@@ -771,7 +772,8 @@ def _label(r: dict) -> str:
 def _pipeline_registers(r: dict) -> str:
     """The fabric registers a row's core adds around its multipliers (DESIGN §2.1)."""
     return "".join(f", {r[key]} {what} register{'s' if r[key] != 1 else ''}" for key, what in
-                   (("operand_registers", "operand"), ("product_registers", "product"))
+                   (("broadcast_registers", "broadcast"), ("operand_registers", "operand"),
+                    ("product_registers", "product"))
                    if r.get(key))
 
 

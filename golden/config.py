@@ -37,6 +37,8 @@ MAX_VECTOR_MEMORY_BITS = 1 << 28
 #: Product and operand registers: more than a few only adds latency.
 MAX_PRODUCT_REGISTERS = 4
 MAX_OPERAND_REGISTERS = 4
+#: Broadcast registers: each is a cycle of latency and a copy of the broadcasts per PE.
+MAX_BROADCAST_REGISTERS = 4
 #: A configuration file larger than this is not a configuration.
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -49,6 +51,7 @@ LIMITS = {
     "tree_levels_per_stage": MAX_TREE_LEVELS_PER_STAGE,
     "product_registers": MAX_PRODUCT_REGISTERS,
     "operand_registers": MAX_OPERAND_REGISTERS,
+    "broadcast_registers": MAX_BROADCAST_REGISTERS,
     "vector_memory_bits": MAX_VECTOR_MEMORY_BITS,
     "config_bytes": MAX_CONFIG_BYTES,
 }
@@ -109,6 +112,11 @@ class Config:
     # operands, each one more cycle of PE latency; one splits the route from a vector
     # bank's block RAM (or the w fan-out) to a DSP block's input (the ECP5 fits, §12.8).
     operand_registers: int = 0
+    # Micro-architecture (DESIGN §2.1): registers on the broadcasts from the core's control
+    # to every PE's vector banks (the x writes and the read base), each a copy per PE that
+    # synthesis keeps apart, and one more cycle of memory latency; one splits the routes
+    # across the die of the largest fits (§12.8).
+    broadcast_registers: int = 0
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -181,7 +189,8 @@ class Config:
                           f"must not exceed the {what} (lanes x pes = {self.multipliers})")
             self._require_taken(name)
         for name, most in (("product_registers", MAX_PRODUCT_REGISTERS),
-                           ("operand_registers", MAX_OPERAND_REGISTERS)):
+                           ("operand_registers", MAX_OPERAND_REGISTERS),
+                           ("broadcast_registers", MAX_BROADCAST_REGISTERS)):
             self._require(name, 0 <= getattr(self, name) <= most, f"must be from 0 to {most}")
             self._require_taken(name)
         for name, ok, rule in self.format.check(self):

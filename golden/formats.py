@@ -59,7 +59,8 @@ class WireFormat:
     #: The per-lane choices of DESIGN §2.1 the engine's core honours (``lut_multipliers``:
     #: its products go through the shared MAC array; ``lutram_banks``: its vector banks are
     #: the banked memories of §3.1; ``product_registers``, ``operand_registers``: its
-    #: multipliers are the shared MAC array's). Any other must stay 0.
+    #: multipliers are the shared MAC array's; ``broadcast_registers``: its vector banks are
+    #: written and addressed by broadcasts from one control). Any other must stay 0.
     lane_choices: tuple = ()
 
     def check(self, cfg):
@@ -104,7 +105,7 @@ class BBSFormat(WireFormat):
     summary = "bank-balanced sparse core (CSB w stream, lane-transposed x, DESIGN §3-4)"
     fixed_row_length = True
     lane_choices = ("lut_multipliers", "lutram_banks", "product_registers",
-                    "operand_registers")
+                    "operand_registers", "broadcast_registers")
 
     def accumulator_terms(self, cfg) -> int:
         return cfg.nnz_per_row

@@ -83,7 +83,7 @@ class CBSSpMV(wiring.Component):
 
     @staticmethod
     def y_credits_of(config: Config) -> int:
-        return CBSSpMV.latency_of(config) + 2
+        return ResultQueue.credits_for(CBSSpMV.latency_of(config))
 
     @staticmethod
     def memories_of(config: Config) -> list[tuple[str, int, int, int]]:

@@ -75,7 +75,7 @@ class MACArray(wiring.Component):
                     acc_width=c.acc_width, tree_levels_per_stage=c.tree_levels_per_stage,
                     lut_lanes=c.lut_lanes_of(index),
                     multiplier_latency=self.multiplier_latency_of(c),
-                    operand_registers=c.operand_registers, copy=index)
+                    operand_registers=c.operand_registers)
             stage = OutputStage(acc_width=c.acc_width, out_width=c.out_width,
                                 out_shift=c.out_shift, relu=c.relu)
             m.submodules[f"pe{index}"] = pe

@@ -1,12 +1,12 @@
 """A processing element: `lanes` multipliers, a pipelined adder tree, an accumulator."""
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .adder_tree import AdderTree
 from .lut_multiplier import LUTMultiplier
-from .pipeline import delay, require_positive
+from .pipeline import copy, delay, require_positive
 
 __all__ = ["PE"]
 
@@ -52,7 +52,7 @@ class PE(wiring.Component):
 
     def __init__(self, *, lanes: int, weight_width: int, act_width: int, acc_width: int,
                  tree_levels_per_stage: int = 1, lut_lanes: int = 0,
-                 multiplier_latency: int = 2, operand_registers: int = 0, copy: int = 0):
+                 multiplier_latency: int = 2, operand_registers: int = 0):
         require_positive(lanes=lanes, weight_width=weight_width, act_width=act_width,
                          acc_width=acc_width, tree_levels_per_stage=tree_levels_per_stage)
         product = weight_width + act_width
@@ -67,11 +67,11 @@ class PE(wiring.Component):
                 or multiplier_latency < 2:
             raise ValueError(f"multiplier_latency must be an integer of at least 2, not "
                              f"{multiplier_latency!r}")
-        for name, value in (("operand_registers", operand_registers), ("copy", copy)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, not {value!r}")
+        if isinstance(operand_registers, bool) or not isinstance(operand_registers, int) \
+                or operand_registers < 0:
+            raise ValueError(f"operand_registers must be a non-negative integer, not "
+                             f"{operand_registers!r}")
         self._operand_registers = operand_registers
-        self._copy = copy
         self._lut_lanes = lut_lanes
         self._multiplier_latency = multiplier_latency
         self._lanes = lanes
@@ -166,27 +166,15 @@ class PE(wiring.Component):
             m.d.comb += tree.terms[lane].eq(
                 delay(m, product, self._multiplier_latency - 2, f"lane{lane}_product"))
 
-        # Control travels beside the data: the multipliers' cycles, then the tree.
+        # Control travels beside the data: the multipliers' cycles, then the tree. Register
+        # duplication: every PE's chains start with a register of its own (`copy`): the
+        # same chain in every PE would be one register for all of them after Yosys merges
+        # identical registers, `first` one flip-flop fanning out to every PE's carry chain
+        # (the ECP5 fits: 3.8 ns of routing), `valid` to every accumulator's enable.
         stages = self._operand_registers + self._multiplier_latency + tree.latency
-        valid = delay(m, self.valid, stages, "valid")
-        # Register duplication: the `first` flag drives every accumulator bit, and the same
-        # flag in every PE would be one register for all of them after Yosys merges
-        # identical registers (the ECP5 fits: one flip-flop fanning out to every PE's carry
-        # chain, 3.8 ns of routing). Each PE's copy differs from the others' outside its
-        # beats (`copy` 1, 2, ...: what it holds while `valid` is low, as a function of
-        # `first` and `last`, and whether it is stored inverted: 32 distinct copies beside
-        # copy 0, the flag itself), so each keeps a register of its own; during a beat it
-        # is `first`. Copy 0 is the plain flag: on the iCE40's single PE the tagged flag
-        # measured 57.6-59.5 MHz against 60.4-64.0 (the carry chain's placement).
-        if self._copy == 0:
-            first = delay(m, self.first, stages, "first")
-        else:
-            pattern, invert = (self._copy - 1) % 16, ((self._copy - 1) // 16) % 2
-            idle = Const(pattern, 4).bit_select(Cat(self.first, self.last), 1)
-            tagged = Signal(name="first_tagged")
-            m.d.comb += tagged.eq(Mux(self.valid, self.first, idle) ^ invert)
-            first = delay(m, tagged, stages, "first") ^ invert
-        last = delay(m, self.last, stages, "last")
+        valid = copy(m, self.valid, stages, "valid")
+        first = copy(m, self.first, stages, "first")
+        last = copy(m, self.last, stages, "last")
 
         # The sum is truncated to acc_width: the accumulator wraps modulo 2**acc_width, and
         # wrapping each partial sum gives the same result as wrapping the exact total.

@@ -2,7 +2,13 @@
 
 from amaranth.hdl import Signal
 
-__all__ = ["delay", "require_positive"]
+__all__ = ["delay", "copy", "COPY_ATTRIBUTE", "require_positive"]
+
+#: The attribute of a register that is a deliberate copy of another (register duplication,
+#: :func:`copy`). Synthesis merges registers of the same input into one; the flow's Yosys
+#: script marks every flip-flop driving a wire with this attribute ``keep`` before it
+#: synthesizes (:data:`bbsparse.synth.families.KEEP_COPIES`), so each copy keeps its own.
+COPY_ATTRIBUTE = "bbs_copy"
 
 
 def delay(m, signal, cycles: int, name: str, domain: str = "sync"):
@@ -11,6 +17,21 @@ def delay(m, signal, cycles: int, name: str, domain: str = "sync"):
     current = signal
     for stage in range(cycles):
         register = Signal.like(signal, name=f"{name}_d{stage + 1}")
+        m.d[domain] += register.eq(current)
+        current = register
+    return current
+
+
+def copy(m, signal, cycles: int, name: str, *, reset_less: bool = False,
+         domain: str = "sync"):
+    """Return `signal` delayed by `cycles` registers, like :func:`delay`, but the first is a
+    copy of its own (:data:`COPY_ATTRIBUTE`): called once per destination, each
+    destination gets its own chain, placed near it, instead of one register whose output
+    crosses the die to all of them. `reset_less` for data (no reset net to every copy)."""
+    current = signal
+    for stage in range(cycles):
+        register = Signal.like(signal, name=f"{name}_d{stage + 1}", reset_less=reset_less,
+                               attrs={COPY_ATTRIBUTE: 1} if stage == 0 else {})
         m.d[domain] += register.eq(current)
         current = register
     return current

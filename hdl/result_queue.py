@@ -6,7 +6,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .axis import AXIStream
-from .pipeline import require_positive
+from .pipeline import COPY_ATTRIBUTE, require_positive
 
 __all__ = ["CreditFIFO", "ResultQueue"]
 
@@ -31,13 +31,18 @@ class CreditFIFO(wiring.Component):
 
     Ports: ``w_data``, ``w_en`` in; ``w_rdy`` out; ``r_data``, ``r_rdy`` out; ``r_en`` in;
     ``level`` out (words held, memory and registers).
+
+    `copy`: the control's registers are marked as copies (:func:`~.pipeline.copy`), for a
+    FIFO that is one slice of several identical ones (:class:`ResultQueue`'s `slices`):
+    synthesis would otherwise merge the slices' controls into one.
     """
 
-    def __init__(self, *, width: int, depth: int):
+    def __init__(self, *, width: int, depth: int, copy: bool = False):
         require_positive(width=width)
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 3:
             raise ValueError(f"depth must be an integer of at least 3, not {depth!r}")
         self.width, self.depth = width, depth
+        self._attrs = {COPY_ATTRIBUTE: 1} if copy else {}
         super().__init__({
             "w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
             "r_data": Out(width), "r_rdy": Out(1), "r_en": In(1),
@@ -55,13 +60,14 @@ class CreditFIFO(wiring.Component):
         storage = m.submodules.storage = Memory(shape=self.width, depth=inner, init=[])
         w_port = storage.write_port()
         r_port = storage.read_port(domain="sync")  # its data register is `a`
-        produce = Signal(range(inner), name="produce")
-        consume = Signal(range(inner), name="consume")
-        inner_level = Signal(range(inner + 1), name="inner_level")
+        attrs = self._attrs
+        produce = Signal(range(inner), name="produce", attrs=attrs)
+        consume = Signal(range(inner), name="consume", attrs=attrs)
+        inner_level = Signal(range(inner + 1), name="inner_level", attrs=attrs)
         # `inner_level != 0`, kept as a register of its own.
-        inner_any = Signal(name="inner_any")
-        a_full = Signal(name="a_full")
-        b_full = Signal(name="b_full")
+        inner_any = Signal(name="inner_any", attrs=attrs)
+        a_full = Signal(name="a_full", attrs=attrs)
+        b_full = Signal(name="b_full", attrs=attrs)
         b = Signal(self.width, name="b")
         a = Signal(self.width, name="a")
 
@@ -89,8 +95,8 @@ class CreditFIFO(wiring.Component):
         # control would cross that distance twice.
         move = Signal(name="move")
         load = Signal(name="load")
-        move_data = Signal(name="move_data")
-        load_data = Signal(name="load_data")
+        move_data = Signal(name="move_data", attrs=attrs)
+        load_data = Signal(name="load_data", attrs=attrs)
         m.d.comb += [move.eq(a_full & ~b_full), load.eq(inner_any & ~(a_full & b_full)),
                      r_port.en.eq(load_data)]
         with m.If(move_data):
@@ -123,7 +129,8 @@ class ResultQueue(wiring.Component):
 
     The pipeline in front of it never stalls, so it must never produce a result the FIFO
     cannot take. A row group may only start (`start`) while `can_start`: fewer than
-    `credits` groups are between their start and the y transfer of their result. Each
+    `credits` groups are between their start and the cycle after the y transfer of their
+    result (:attr:`CREDIT_RETURN`). Each
     started group produces exactly one result, so the FIFO (one entry more than `credits`)
     always has room.
 
@@ -136,17 +143,39 @@ class ResultQueue(wiring.Component):
     y : Out(AXIStream(width))  the y stream
 
     Latency: a result written at cycle t is valid on y at t + :attr:`LATENCY`.
+
+    `slices`: the FIFO is cut across its width into that many :class:`CreditFIFO` slices
+    (bit ranges as even as can be, ``tlast`` in the last), each with a control of its own,
+    all fed the same enables and so always in the same state. A wide core's y word (897
+    bits on the ECP5-85k fit) spreads its FIFO over the die; one control would drive every
+    memory's read address and every output register's enable across it (the fit's longest
+    path, 6.6 ns, seed 1), while each slice's control sits by its own bits (DESIGN §14.3).
     """
 
     LATENCY = 2  # CreditFIFO: a word written at cycle t is readable at t + 2
+    #: Cycles from a y transfer to the return of its credit: the transfer is registered
+    #: before the credit counter, so that the y handshake (``tready`` and the FIFO's flags)
+    #: and the w handshake (``start``) meet in no gate (DESIGN §14.3).
+    CREDIT_RETURN = 1
 
-    def __init__(self, *, width: int, credits: int):
-        require_positive(width=width, credits=credits)
+    @staticmethod
+    def credits_for(latency: int) -> int:
+        """Credits that let a row group start every cycle while y is ready, for a core whose
+        results are valid on y `latency` cycles after their group's last beat: the latency,
+        the registered `can_start`, the credit's return."""
+        return latency + 1 + ResultQueue.CREDIT_RETURN + 1
+
+    def __init__(self, *, width: int, credits: int, slices: int = 1):
+        require_positive(width=width, credits=credits, slices=slices)
         if credits < 2:
             raise ValueError(f"credits must be at least 2 (the FIFO's two output registers "
                              f"and a memory), not {credits!r}")
+        if slices > self.entry_width(width):
+            raise ValueError(f"slices must not exceed the FIFO's {self.entry_width(width)} "
+                             f"bits, not {slices!r}")
         self._width = width
         self._credits = credits
+        self._slices = slices
         super().__init__({
             "start": In(1),
             "can_start": Out(1),
@@ -184,12 +213,14 @@ class ResultQueue(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         inflight = Signal(range(self._credits + 1))
-        pop = self.y.tvalid & self.y.tready
+        # A y transfer of the previous cycle (CREDIT_RETURN).
+        pop = Signal(name="popped")
+        m.d.sync += pop.eq(self.y.tvalid & self.y.tready)
         can_start = Signal(init=1)
         m.d.comb += self.can_start.eq(can_start)
-        # `start` and `pop` come late in the cycle (from the stream handshakes): the counts
-        # one up and one down, and the flag after a start, are formed from the register
-        # alone, and the handshakes only pick among them.
+        # `start` comes late in the cycle (from the w handshake): the counts one up and one
+        # down, and the flag after a start, are formed from the register alone, and the
+        # handshake and `pop` only pick among them.
         up = Signal.like(inflight, name="inflight_up")
         down = Signal.like(inflight, name="inflight_down")
         room_after_start = Signal(name="room_after_start")
@@ -200,14 +231,24 @@ class ResultQueue(wiring.Component):
         with m.Elif(~self.start & pop):
             # inflight <= credits always, so a pop alone always leaves room.
             m.d.sync += [inflight.eq(down), can_start.eq(1)]
-        m.submodules.fifo = fifo = CreditFIFO(width=self.entry_width(self._width),
-                                              depth=self.fifo_depth(self._credits))
+        entry = Cat(self.w_data, self.w_last)
+        head = Signal(self.entry_width(self._width))
+        total, slices = len(entry), self._slices
+        bounds = [k * total // slices for k in range(slices + 1)]
+        for k in range(slices):
+            fifo = CreditFIFO(width=bounds[k + 1] - bounds[k],
+                              depth=self.fifo_depth(self._credits), copy=slices > 1)
+            m.submodules["fifo" if slices == 1 else f"fifo{k}"] = fifo
+            m.d.comb += [
+                fifo.w_data.eq(entry[bounds[k]:bounds[k + 1]]),
+                fifo.w_en.eq(self.w_en),
+                head[bounds[k]:bounds[k + 1]].eq(fifo.r_data),
+                fifo.r_en.eq(self.y.tready),
+            ]
+            if k == 0:  # every slice holds as many words
+                m.d.comb += self.y.tvalid.eq(fifo.r_rdy)
         m.d.comb += [
-            fifo.w_data.eq(Cat(self.w_data, self.w_last)),
-            fifo.w_en.eq(self.w_en),
-            self.y.tdata.eq(fifo.r_data[:self._width]),
-            self.y.tlast.eq(fifo.r_data[self._width]),
-            self.y.tvalid.eq(fifo.r_rdy),
-            fifo.r_en.eq(self.y.tready),
+            self.y.tdata.eq(head[:self._width]),
+            self.y.tlast.eq(head[self._width]),
         ]
         return m

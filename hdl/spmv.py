@@ -9,7 +9,7 @@ from ..golden.formats import BBSFormat
 from .axis import AXIStream
 from .banks import VectorBanks
 from .mac_array import MACArray
-from .pipeline import delay
+from .pipeline import copy, delay
 from .result_queue import ResultQueue
 from .xbuffer import XBuffers, write_stage
 
@@ -40,15 +40,18 @@ class BBSSpMV(wiring.Component):
     Latency: :attr:`latency` cycles from the last w beat of a row group to its y beat.
     """
 
-    # A w beat's activation reaches the MAC array MEMORY_LATENCY cycles after the beat is
-    # accepted: the read address (round base + in-bank index) is registered, then the
-    # vector banks read it (VectorBanks.latency: a synchronous read and a data register,
-    # the ECP5 block RAM's own output register there). Only the read is needed for
-    # function; the registers keep the address adder and the block RAM's clock-to-output
-    # time out of the paths into the memory and into the multipliers. Every lane always
-    # reads: the data of a cycle without a beat is never used (the MAC array's `valid` says
-    # which are), and no enable fans out to every memory.
-    MEMORY_LATENCY = 1 + VectorBanks.latency
+    @staticmethod
+    def memory_latency_of(config: Config) -> int:
+        """Cycles from accepting a w beat to its activation at the MAC array: the
+        `broadcast_registers` (each PE's copy of the read base, the in-bank index delayed
+        beside it), the registered read address (round base + in-bank index), then the
+        vector banks' read (VectorBanks.latency: a synchronous read and a data register, the
+        ECP5 block RAM's own output register there). Only the read is needed for function;
+        the registers keep the address adder and the block RAM's clock-to-output time out
+        of the paths into the memory and into the multipliers. Every lane always reads: the
+        data of a cycle without a beat is never used (the MAC array's `valid` says which
+        are), and no enable fans out to every memory."""
+        return config.broadcast_registers + 1 + VectorBanks.latency
 
     def __init__(self, config: Config, *, runtime_shape: bool = False):
         if not isinstance(config, Config):
@@ -86,13 +89,13 @@ class BBSSpMV(wiring.Component):
     def latency_of(config: Config) -> int:
         """Cycles from accepting the last w beat of a row group to its y beat being valid
         (empty y FIFO, y ready)."""
-        return BBSSpMV.MEMORY_LATENCY + MACArray.latency_of(config) + ResultQueue.LATENCY
+        return BBSSpMV.memory_latency_of(config) + MACArray.latency_of(config) + ResultQueue.LATENCY
 
     @staticmethod
     def y_credits_of(config: Config) -> int:
         """Row groups that may be in flight at once: enough to cover the latency, so that
         a group every cycle streams without a bubble while y is ready."""
-        return BBSSpMV.latency_of(config) + 2
+        return ResultQueue.credits_for(BBSSpMV.latency_of(config))
 
     @property
     def config(self) -> Config:
@@ -124,7 +127,7 @@ class BBSSpMV(wiring.Component):
                                                  runtime_frames=self._runtime_shape)
         m.submodules.mac_array = macs = MACArray(c)
         m.submodules.result_queue = queue = ResultQueue(width=c.y_beat_width,
-                                                        credits=self.y_credits)
+                                                        credits=self.y_credits, slices=pes)
 
         # w stream: beat s of a row group is slot `slot` of round `round`; `base` is the
         # address of that round's bank segment in buffer `rd_buf`.
@@ -208,6 +211,12 @@ class BBSSpMV(wiring.Component):
                                             & (round_ == last_round))]
 
         # Every lane of every PE reads its own memory: address = round base + in-bank index.
+        # With `broadcast_registers`, each PE takes the x writes and the round base through
+        # registers of its own (copies synthesis keeps apart, placed near the PE's banks),
+        # and the in-bank index waits beside them: writes and reads reach the memories
+        # equally later, so XBuffers' timing contract holds unchanged.
+        memory_latency = self.memory_latency_of(c)
+        broadcast = c.broadcast_registers
         for pe_index in range(pes):
             # lutram_banks > 0 places every bank explicitly: its last ones in LUT RAM, the
             # others in block RAM (DESIGN §2.1); 0 leaves them to Yosys' costs.
@@ -217,28 +226,32 @@ class BBSSpMV(wiring.Component):
             banks = VectorBanks(lanes=lanes, width=c.act_width, depth=self.vector_depth,
                                 placement=placement)
             m.submodules[f"banks{pe_index}"] = banks
+            pe_base = copy(m, base, broadcast, f"pe{pe_index}_base", reset_less=True)
             m.d.comb += [
-                banks.w_addr.eq(x_write_addr),
-                banks.w_data.eq(x_write_data),
-                banks.w_en.eq(x_write_en),
+                banks.w_addr.eq(copy(m, x_write_addr, broadcast, f"pe{pe_index}_x_write_addr",
+                                     reset_less=True)),
+                banks.w_data.eq(copy(m, x_write_data, broadcast, f"pe{pe_index}_x_write_data",
+                                     reset_less=True)),
+                banks.w_en.eq(copy(m, x_write_en, broadcast, f"pe{pe_index}_x_write_en")),
             ]
             for lane in range(lanes):
                 i = pe_index * lanes + lane
                 r_addr = Signal.like(banks.r_addr[lane], name=f"pe{pe_index}_lane{lane}_r_addr")
-                m.d.sync += r_addr.eq(base + w_payload[i].index)
+                index = delay(m, w_payload[i].index, broadcast, f"pe{pe_index}_lane{lane}_index")
+                m.d.sync += r_addr.eq(pe_base + index)
                 m.d.comb += [
                     banks.r_addr[lane].eq(r_addr),
                     macs.x[i].eq(banks.r_data[lane]),
                     # The weight travels beside its activation.
-                    macs.weight[i].eq(delay(m, w_payload[i].value, self.MEMORY_LATENCY,
+                    macs.weight[i].eq(delay(m, w_payload[i].value, memory_latency,
                                             f"pe{pe_index}_lane{lane}_weight")),
                 ]
 
         m.d.comb += [
-            macs.valid.eq(delay(m, w_accept, self.MEMORY_LATENCY, "beat_valid")),
-            macs.first.eq(delay(m, group_start, self.MEMORY_LATENCY, "beat_first")),
-            macs.last.eq(delay(m, row_end | w_last, self.MEMORY_LATENCY, "beat_last")),
-            macs.tlast.eq(delay(m, w_last, self.MEMORY_LATENCY, "beat_tlast")),
+            macs.valid.eq(delay(m, w_accept, memory_latency, "beat_valid")),
+            macs.first.eq(delay(m, group_start, memory_latency, "beat_first")),
+            macs.last.eq(delay(m, row_end | w_last, memory_latency, "beat_last")),
+            macs.tlast.eq(delay(m, w_last, memory_latency, "beat_tlast")),
         ]
         queue.connect(m, macs, self)
         return m

@@ -47,7 +47,7 @@ class UnstructuredSpMV(wiring.Component):
 
     @staticmethod
     def y_credits_of(config: Config) -> int:
-        return UnstructuredSpMV.latency_of(config) + 2
+        return ResultQueue.credits_for(UnstructuredSpMV.latency_of(config))
 
     @property
     def latency(self) -> int:

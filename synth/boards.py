@@ -37,7 +37,7 @@ from ..golden.protocol import MAX_LENGTH, ModelInfo
 from ..hdl.clocking import PLLError, PLLSetting, pll_setting
 from ..hdl.engines import MemoryNeed
 from ..hdl.generate import write_if_changed
-from .families import with_hooks
+from .families import KEEP_COPIES, with_hooks
 from .flow import classify_cell, parse_nextpnr_report, parse_yosys_stat
 from .targets import TARGETS, FitError, Target, fit_check, require_fit
 from .tools import FlowError, run_step, yowasp
@@ -244,6 +244,7 @@ def _build(board: Board, top, out: Path, fit, seed: int, log=None,
         "nextpnr_opts": f"--report {report_name} --seed {seed} --timing-allow-fail",
         **family.board_options(),
     }
+    options["script_after_read"] = KEEP_COPIES + options.get("script_after_read", "")
     start = time.monotonic()
     plan = platform.build(pins, name=BOARD_TOP, build_dir=str(out), do_build=False, **options)
     plan.extract(str(out))

@@ -38,7 +38,7 @@ from pathlib import Path
 from ..golden.config import Config, ConfigError
 from ..hdl.generate import write_if_changed
 from ..toolchain import package_versions
-from .families import FamilyPlatform, figure
+from .families import KEEP_COPIES, FamilyPlatform, figure
 from .targets import TOP_NAME, FitError, Target, fit_check, require_fit
 from .tools import FlowError, run_step, yowasp
 
@@ -238,6 +238,7 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
     script = out / "synth.ys"
     script.write_text(
         f"read_verilog {verilog_path.name}\n"
+        f"{KEEP_COPIES}"
         f"{synth_command} -top {TOP_NAME} -json {netlist.name}\n"
         f"tee -q -o yosys_stat.json stat -json\n")
     yosys_log = out / "yosys.log"

@@ -265,8 +265,8 @@ class ResultQueueHarness(Harness):
         if self.fifo_depth is None:
             fragment = Fragment.get(queue, platform)
         else:
-            def short_fifo(*, width, depth):
-                return CreditFIFO(width=width, depth=self.fifo_depth)
+            def short_fifo(*, width, depth, copy=False):
+                return CreditFIFO(width=width, depth=self.fifo_depth, copy=copy)
             with _replaced(result_queue_module, "CreditFIFO", short_fifo):
                 fragment = Fragment.get(queue, platform)
         m.submodules.dut = fragment
@@ -327,7 +327,10 @@ class ResultQueueHarness(Harness):
         self.check(m, "in_order_unchanged", ~leaving | (Cat(y.tdata, y.tlast) == tag))
 
         # Helper invariants: the credit count, the FIFO's pointers and where the tag waits.
-        self.check(m, "inflight", (inflight == groups + occupancy) & (inflight <= credits))
+        # A credit returns the cycle after its y transfer (CREDIT_RETURN).
+        popped = internal(fragment, "popped")
+        self.check(m, "inflight", (inflight == groups + occupancy + popped)
+                   & (inflight <= credits))
         self.check(m, "can_start", queue.can_start == (inflight < credits))
         self.check(m, "level", fifo.level == occupancy)
         self.check(m, "pointers", (produce < inner) & (consume < inner) & Mux(

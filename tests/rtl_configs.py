@@ -15,14 +15,16 @@ RTL_CONFIGS = {
     # every product (two more PE cycles).
     "acc-wraps": dict(lanes=4, pes=1, bank_size=4, nnz_per_bank=4, cols=64, acc_width=18,
                       product_registers=1, operand_registers=1),
+    # Two tree levels a stage; the x writes and read base reach each PE through a
+    # broadcast register of its own (one more memory cycle).
     "pes3-tree2": dict(lanes=8, pes=3, bank_size=8, nnz_per_bank=1, cols=256,
-                       tree_levels_per_stage=2),
+                       tree_levels_per_stage=2, broadcast_registers=1),
     # LUT multipliers (odd widths: Booth digits of a 7-bit weight) in the last 6 lanes, PE 1
     # mixed, every PE at the LUT latency; the last 5 vector banks in LUT RAM, the others
     # placed in block RAM; two product registers after every multiplier (LUT and DSP) and
-    # two operand registers in front of it.
+    # two operand registers in front of it; two broadcast registers.
     "lut-lanes": dict(lanes=4, pes=3, bank_size=4, nnz_per_bank=2, cols=64, weight_width=7,
                       act_width=6, lut_multipliers=6, lutram_banks=5, product_registers=2,
-                      operand_registers=2),
+                      operand_registers=2, broadcast_registers=2),
     "default": dict(),
 }

@@ -81,6 +81,7 @@ VALID = {
     "lutram_banks": st.one_of(st.just(0), st.integers(0, 16)),
     "product_registers": st.one_of(st.just(0), st.integers(0, 5)),
     "operand_registers": st.one_of(st.just(0), st.integers(0, 5)),
+    "broadcast_registers": st.one_of(st.just(0), st.integers(0, 5)),
 }
 assert set(VALID) == set(PARAMETERS)
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from bbsparse.golden.arith import output_stage, wrap
@@ -10,6 +11,7 @@ from bbsparse.hdl.adder_tree import AdderTree
 from bbsparse.hdl.banks import VectorBanks
 from bbsparse.hdl.output_stage import OutputStage
 from bbsparse.hdl.pe import PE
+from bbsparse.hdl.pipeline import COPY_ATTRIBUTE
 from bbsparse.hdl.result_queue import CreditFIFO, ResultQueue
 
 
@@ -57,6 +59,8 @@ def test_banks_and_tree_reject():
         CreditFIFO(width=8, depth=2)
     with pytest.raises(ValueError, match=r"^credits must be at least 2 \(the FIFO's"):
         ResultQueue(width=8, credits=1)
+    with pytest.raises(ValueError, match=r"^slices must not exceed the FIFO's 9 bits, not 10$"):
+        ResultQueue(width=8, credits=4, slices=10)
 
 
 # -- output stage ------------------------------------------------------------------------
@@ -127,15 +131,15 @@ def test_adder_tree_sums_exactly(count, levels_per_stage):
 
 # -- PE ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("lanes, acc_width, copy, operand_registers",
-                         [(1, 9, 0, 0), (4, 18, 21, 1), (3, 10, 1, 2), (2, 12, 17, 0)])
-def test_pe_accumulates_rows(lanes, acc_width, copy, operand_registers):
+@pytest.mark.parametrize("lanes, acc_width, operand_registers",
+                         [(1, 9, 0), (4, 18, 1), (3, 10, 2), (2, 12, 0)])
+def test_pe_accumulates_rows(lanes, acc_width, operand_registers):
     """Rows of 1, 2 and 3 beats, back to back with bubbles whose `first` / `last` are
-    random (a PE's `copy` of the flag differs from the others' only there); the 10-bit
-    case wraps; operand registers delay the result by as many cycles."""
+    random; the 10-bit case wraps; operand registers delay the result by as many
+    cycles."""
     weight_width, act_width = 5, 4
     dut = PE(lanes=lanes, weight_width=weight_width, act_width=act_width, acc_width=acc_width,
-             copy=copy, operand_registers=operand_registers)
+             operand_registers=operand_registers)
     assert dut.latency == PE.latency_of(lanes, 1) + operand_registers
     rng = np.random.default_rng(lanes)
     beats = []  # (x, w, first, last) or None for a bubble
@@ -203,3 +207,48 @@ def test_banks_each_lane_reads_its_own_memory():
     expected = [[int(contents[a, lane]) for lane, a in enumerate(addrs)] for addrs in reads]
     # After the edge that takes the addresses of read k, r_data shows read k - 1.
     assert got[dut.latency - 1:dut.latency - 1 + len(reads)] == expected
+
+
+# -- ResultQueue -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("slices", [1, 3])
+def test_result_queue_slices_keep_order_and_credits(slices):
+    """Groups start whenever the queue allows (a random pipeline of 3 cycles writes each
+    result), y is ready at random: every result leaves y once, in order, with its tlast,
+    the credits never let the FIFO overflow, and the slices (a control each, marked as
+    copies) act as one FIFO."""
+    width, credits, delay_cycles = 10, 4, 3
+    dut = ResultQueue(width=width, credits=credits, slices=slices)
+    rng = np.random.default_rng(slices)
+    sent, got = [], []
+
+    async def testbench(ctx):
+        pipeline = [None] * delay_cycles
+        for _ in range(400):
+            start = bool(ctx.get(dut.can_start)) and rng.random() < 0.7
+            ctx.set(dut.start, start)
+            result = pipeline.pop(0)
+            pipeline.append((int(rng.integers(0, 1 << width)), int(rng.integers(0, 2)))
+                            if start else None)
+            ctx.set(dut.w_en, result is not None)
+            if result is not None:
+                ctx.set(dut.w_data, result[0])
+                ctx.set(dut.w_last, result[1])
+                sent.append(result)
+            ready = rng.random() < 0.5
+            ctx.set(dut.y.tready, ready)
+            if ready and ctx.get(dut.y.tvalid):
+                got.append((ctx.get(dut.y.tdata), ctx.get(dut.y.tlast)))
+            await ctx.tick()
+
+    run(dut, testbench)
+    assert len(got) > 100
+    assert got == sent[:len(got)]
+    fragment = Fragment.get(dut, None)
+    fifos = [fragment.find_subfragment("fifo" if slices == 1 else f"fifo{k}")
+             for k in range(slices)]
+    assert sum(f.origins[0].width for f in fifos) == width + 1
+    for f in fifos:
+        b_full = [sig for stmts in f.statements.values() for st in stmts
+                  for sig in st._lhs_signals() if sig.name == "b_full"]
+        assert len(b_full) == 1 and (COPY_ATTRIBUTE in b_full[0].attrs) == (slices > 1)

@@ -13,6 +13,7 @@ from amaranth.sim import Simulator
 from bbsparse.golden.config import Config, ConfigError
 from bbsparse.hdl.lut_multiplier import LUTMultiplier
 from bbsparse.hdl.mac_array import MACArray
+from bbsparse.hdl.spmv import BBSSpMV
 from bbsparse.synth.families import ECP5
 from bbsparse.synth.flow import fit_search
 from bbsparse.synth.netlist import core_netlist
@@ -123,6 +124,25 @@ def test_pipeline_registers_rules_and_latency(key):
                           **{key: 2}), key) == 2
     assert MACArray.multiplier_latency_of(Config(lut_multipliers=1, product_registers=2)) \
         == LUTMultiplier.DEFAULT_LATENCY + 2
+
+
+def test_broadcast_registers_rules_and_latency():
+    """Each broadcast register is one more memory cycle of the BBS core (DESIGN §14.1), and
+    only the BBS core takes them."""
+    plain = Config()
+    for extra in (1, 4):
+        c = Config(broadcast_registers=extra)
+        assert BBSSpMV.latency_of(c) - BBSSpMV.latency_of(plain) == extra
+        assert BBSSpMV.memory_latency_of(c) - BBSSpMV.memory_latency_of(plain) == extra
+        assert MACArray.latency_of(c) == MACArray.latency_of(plain)
+    for bad in (5, -1):
+        with pytest.raises(ConfigError, match=rf"^broadcast_registers must be from 0 to 4, "
+                                              rf"not {bad}$"):
+            Config(broadcast_registers=bad)
+    for pattern in ("unstructured", "cbs"):
+        with pytest.raises(ConfigError, match=f"broadcast_registers must be 0 for pattern "
+                                              f"'{pattern}'"):
+            Config(pattern=pattern, lanes=4, bank_size=4, cols=32, broadcast_registers=1)
 
 
 def test_every_pe_runs_at_the_lut_multiplier_latency():

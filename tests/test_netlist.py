@@ -19,6 +19,7 @@ from amaranth.hdl import Cat, ClockDomain, Module, Mux, Signal
 from bbsparse.golden import prune, spmv
 from bbsparse.golden.config import Config
 from bbsparse.hdl.banks import VectorBanks
+from bbsparse.hdl.pipeline import copy, delay
 from bbsparse.synth.families import ECP5, ICE40, FamilyPlatform
 from bbsparse.synth.netlist import core_netlist, synthesize
 from bbsparse.tb.ecp5_models import (
@@ -58,9 +59,11 @@ CASES = {
     "ecp5-dp16kd": (ECP5, "auto", dict(lanes=2, pes=1, bank_size=4, nnz_per_bank=1, cols=256,
                                        out_shift=3, out_width=12),
                     {"MULT18X18D", "DP16KD", "TRELLIS_DPR16X4"}),
-    # --ram block: the y FIFO in a DP16KD too, in its 36-bit (PDPW16KD) mode.
+    # --ram block: the y FIFO in a DP16KD too, in its 36-bit (PDPW16KD) mode; every PE's
+    # own copies of the broadcasts (KEEP_COPIES in the synthesis script).
     "ecp5-block-ram": (ECP5, "block", dict(lanes=2, pes=2, bank_size=4, nnz_per_bank=1,
-                                           cols=64, tree_levels_per_stage=2),
+                                           cols=64, tree_levels_per_stage=2,
+                                           broadcast_registers=1),
                        {"MULT18X18D", "DP16KD"}),
 }
 
@@ -261,6 +264,24 @@ def test_ecp5_block_ram_with_output_register(lanes, width, depth, blocks):
     random_bits = sum(bits for _, bits in _banks_under_test(lanes, width, depth))
     assert run_lockstep(reference, netlist.text, top, random_bits, lanes * width,
                         cycles=6000) == 6000
+
+
+@pytest.mark.parametrize("family", [ICE40, ECP5], ids=lambda f: f.name)
+@pytest.mark.parametrize("kept", [True, False], ids=["copy", "delay"])
+def test_register_copies_survive_synthesis(family, kept):
+    """Register duplication (hdl.pipeline.copy): four copies of one 8-bit register stay four
+    registers through the family's synthesis (the flow's KEEP_COPIES step); the same four
+    made by ``delay``, which are not marked, become one (Yosys merges identical registers),
+    so the step is what keeps them."""
+    m = Module()
+    a = Signal(8)
+    copies = [(copy if kept else delay)(m, a, 1, f"copy{n}") for n in range(4)]
+    out = Signal(32)
+    m.d.comb += out.eq(Cat(*copies))
+    top = f"register_copies_{family.name}_{int(kept)}"
+    rtl = verilog.convert(m, name=top, ports=[a, out], emit_src=False)
+    netlist = synthesize(rtl, top, family)
+    assert family.cell_counts(netlist.cells)["ffs"] == (32 if kept else 8), netlist.cells
 
 
 # -- the cell models a netlist gets (no tools run) ---------------------------------------------

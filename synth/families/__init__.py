@@ -49,6 +49,7 @@ the amaranth-boards platform extended by the same hooks (:func:`with_hooks`).
 from __future__ import annotations
 
 from .base import (
+    KEEP_COPIES,
     RAM_POLICIES,
     BlockRam,
     Family,
@@ -66,7 +67,7 @@ from .ice40 import ICE40
 __all__ = [
     "BlockRam", "Family", "FAMILIES", "family_of", "figure", "RAM_POLICIES",
     "PlatformHooks", "FamilyPlatform", "with_hooks", "ICE40", "ECP5", "memory_choice",
-    "block_shape",
+    "block_shape", "KEEP_COPIES",
 ]
 
 #: Every family, by name: the one place that knows which families exist.

@@ -6,9 +6,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["BlockRam", "Family", "figure", "RAM_POLICIES", "PlatformHooks", "FamilyPlatform",
-           "with_hooks", "register", "memory_choice", "block_shape"]
+from ...hdl.pipeline import COPY_ATTRIBUTE
 
+__all__ = ["KEEP_COPIES", "BlockRam", "Family", "figure", "RAM_POLICIES", "PlatformHooks",
+           "FamilyPlatform", "with_hooks", "register", "memory_choice", "block_shape"]
+
+
+#: Yosys commands every flow runs between reading the design and the family's synthesis
+#: command, so that register duplication survives (:func:`bbsparse.hdl.pipeline.copy`):
+#: ``proc`` makes the flip-flops, and each one driving a wire marked
+#: :data:`~bbsparse.hdl.pipeline.COPY_ATTRIBUTE` is kept (``opt_merge`` would otherwise
+#: make all copies of a signal one register again).
+KEEP_COPIES = ("proc\n"
+               f"setattr -set keep 1 a:{COPY_ATTRIBUTE} %ci1:+$dff[Q] a:{COPY_ATTRIBUTE} %d\n")
 
 #: Memory placement policies of ``bbsparse synth --ram`` (:meth:`Family.synth_command`).
 RAM_POLICIES = ("auto", "lutram", "block")

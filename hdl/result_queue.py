@@ -32,17 +32,19 @@ class CreditFIFO(wiring.Component):
     Ports: ``w_data``, ``w_en`` in; ``w_rdy`` out; ``r_data``, ``r_rdy`` out; ``r_en`` in;
     ``level`` out (words held, memory and registers).
 
-    `copy`: the control's registers are marked as copies (:func:`~.pipeline.copy`), for a
-    FIFO that is one slice of several identical ones (:class:`ResultQueue`'s `slices`):
-    synthesis would otherwise merge the slices' controls into one.
+    `slices`: the memory is cut across its width into that many memories (bit ranges as
+    even as can be), each addressed by copies of its own of the two pointers (kept apart
+    through synthesis, :func:`~.pipeline.copy`), advanced by the same enables: a wide FIFO
+    spreads over the die, and one pointer would cross it to every memory (DESIGN §14.3).
     """
 
-    def __init__(self, *, width: int, depth: int, copy: bool = False):
-        require_positive(width=width)
+    def __init__(self, *, width: int, depth: int, slices: int = 1):
+        require_positive(width=width, slices=slices)
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 3:
             raise ValueError(f"depth must be an integer of at least 3, not {depth!r}")
-        self.width, self.depth = width, depth
-        self._attrs = {COPY_ATTRIBUTE: 1} if copy else {}
+        if slices > width:
+            raise ValueError(f"slices must not exceed the width ({width}), not {slices!r}")
+        self.width, self.depth, self.slices = width, depth, slices
         super().__init__({
             "w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
             "r_data": Out(width), "r_rdy": Out(1), "r_en": In(1),
@@ -57,31 +59,56 @@ class CreditFIFO(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         inner = self.memory_words(self.depth)
-        storage = m.submodules.storage = Memory(shape=self.width, depth=inner, init=[])
-        w_port = storage.write_port()
-        r_port = storage.read_port(domain="sync")  # its data register is `a`
-        attrs = self._attrs
-        produce = Signal(range(inner), name="produce", attrs=attrs)
-        consume = Signal(range(inner), name="consume", attrs=attrs)
-        inner_level = Signal(range(inner + 1), name="inner_level", attrs=attrs)
+        produce = Signal(range(inner), name="produce")
+        consume = Signal(range(inner), name="consume")
+        inner_level = Signal(range(inner + 1), name="inner_level")
         # `inner_level != 0`, kept as a register of its own.
-        inner_any = Signal(name="inner_any", attrs=attrs)
-        a_full = Signal(name="a_full", attrs=attrs)
-        b_full = Signal(name="b_full", attrs=attrs)
+        inner_any = Signal(name="inner_any")
+        a_full = Signal(name="a_full")
+        b_full = Signal(name="b_full")
+        # `b_full` again, for the wide output multiplexer only: a copy of its own
+        # (pipeline.copy), so that the flag the control loops through is not pulled among
+        # the FIFO's wide registers by the select's fan-out (DESIGN §14.3).
+        b_select = Signal(name="b_select", attrs={COPY_ATTRIBUTE: 1})
         b = Signal(self.width, name="b")
         a = Signal(self.width, name="a")
+        move_data = Signal(name="move_data")
+        load_data = Signal(name="load_data")
 
         def following(pointer):
             return Mux(pointer == inner - 1, 0, pointer + 1)
 
+        # The memory, in slices; `a` is the read ports' own data registers.
+        bounds = [k * self.width // self.slices for k in range(self.slices + 1)]
+        for k in range(self.slices):
+            lo, hi = bounds[k], bounds[k + 1]
+            storage = Memory(shape=hi - lo, depth=inner, init=[])
+            m.submodules["storage" if self.slices == 1 else f"storage{k}"] = storage
+            w_port = storage.write_port()
+            r_port = storage.read_port(domain="sync")
+            if self.slices == 1:
+                w_addr, r_addr = produce, consume
+            else:
+                # The slice's own pointers, advanced as `produce` and `consume` are
+                # (`load_data` is `load`, a register).
+                w_addr = Signal.like(produce, name=f"produce{k}", attrs={COPY_ATTRIBUTE: 1})
+                r_addr = Signal.like(consume, name=f"consume{k}", attrs={COPY_ATTRIBUTE: 1})
+                with m.If(self.w_en):
+                    m.d.sync += w_addr.eq(following(w_addr))
+                with m.If(load_data):
+                    m.d.sync += r_addr.eq(following(r_addr))
+            m.d.comb += [
+                w_port.addr.eq(w_addr), w_port.data.eq(self.w_data[lo:hi]),
+                w_port.en.eq(self.w_en),
+                r_port.addr.eq(r_addr), r_port.en.eq(load_data),
+                a[lo:hi].eq(r_port.data),
+            ]
+
         m.d.comb += [
-            w_port.addr.eq(produce), w_port.data.eq(self.w_data), w_port.en.eq(self.w_en),
             self.w_rdy.eq(inner_level != inner),
             self.level.eq(inner_level + a_full + b_full),
-            r_port.addr.eq(consume),
             self.r_rdy.eq(a_full | b_full),
-            a.eq(r_port.data),
-            self.r_data.eq(Mux(b_full, b, a)),
+            self.r_data.eq(Mux(b_select, b, a)),
         ]
         with m.If(self.w_en):
             m.d.sync += produce.eq(following(produce))
@@ -95,10 +122,7 @@ class CreditFIFO(wiring.Component):
         # control would cross that distance twice.
         move = Signal(name="move")
         load = Signal(name="load")
-        move_data = Signal(name="move_data", attrs=attrs)
-        load_data = Signal(name="load_data", attrs=attrs)
-        m.d.comb += [move.eq(a_full & ~b_full), load.eq(inner_any & ~(a_full & b_full)),
-                     r_port.en.eq(load_data)]
+        m.d.comb += [move.eq(a_full & ~b_full), load.eq(inner_any & ~(a_full & b_full))]
         with m.If(move_data):
             m.d.sync += b.eq(a)
         a_full_next = Signal(name="a_full_next")
@@ -112,7 +136,8 @@ class CreditFIFO(wiring.Component):
             any_next.eq(self.w_en | Mux(load, inner_level > 1, inner_any)),
         ]
         m.d.sync += [
-            a_full.eq(a_full_next), b_full.eq(b_full_next), inner_any.eq(any_next),
+            a_full.eq(a_full_next), b_full.eq(b_full_next), b_select.eq(b_full_next),
+            inner_any.eq(any_next),
             move_data.eq(a_full_next & ~b_full_next),
             load_data.eq(any_next & ~(a_full_next & b_full_next)),
         ]
@@ -144,12 +169,10 @@ class ResultQueue(wiring.Component):
 
     Latency: a result written at cycle t is valid on y at t + :attr:`LATENCY`.
 
-    `slices`: the FIFO is cut across its width into that many :class:`CreditFIFO` slices
-    (bit ranges as even as can be, ``tlast`` in the last), each with a control of its own,
-    all fed the same enables and so always in the same state. A wide core's y word (897
-    bits on the ECP5-85k fit) spreads its FIFO over the die; one control would drive every
-    memory's read address and every output register's enable across it (the fit's longest
-    path, 6.6 ns, seed 1), while each slice's control sits by its own bits (DESIGN §14.3).
+    `slices`: the FIFO's memory is cut across its width into that many slices, each with
+    its own copies of the pointers (:class:`CreditFIFO`). A wide core's y word (897 bits
+    on the ECP5-85k fit) spreads its FIFO over the die; one read pointer driving every
+    LUT-RAM address across it was the fit's longest path (7.4 ns, seed 1, DESIGN §14.3).
     """
 
     LATENCY = 2  # CreditFIFO: a word written at cycle t is readable at t + 2
@@ -231,24 +254,15 @@ class ResultQueue(wiring.Component):
         with m.Elif(~self.start & pop):
             # inflight <= credits always, so a pop alone always leaves room.
             m.d.sync += [inflight.eq(down), can_start.eq(1)]
-        entry = Cat(self.w_data, self.w_last)
-        head = Signal(self.entry_width(self._width))
-        total, slices = len(entry), self._slices
-        bounds = [k * total // slices for k in range(slices + 1)]
-        for k in range(slices):
-            fifo = CreditFIFO(width=bounds[k + 1] - bounds[k],
-                              depth=self.fifo_depth(self._credits), copy=slices > 1)
-            m.submodules["fifo" if slices == 1 else f"fifo{k}"] = fifo
-            m.d.comb += [
-                fifo.w_data.eq(entry[bounds[k]:bounds[k + 1]]),
-                fifo.w_en.eq(self.w_en),
-                head[bounds[k]:bounds[k + 1]].eq(fifo.r_data),
-                fifo.r_en.eq(self.y.tready),
-            ]
-            if k == 0:  # every slice holds as many words
-                m.d.comb += self.y.tvalid.eq(fifo.r_rdy)
+        m.submodules.fifo = fifo = CreditFIFO(width=self.entry_width(self._width),
+                                              depth=self.fifo_depth(self._credits),
+                                              slices=self._slices)
         m.d.comb += [
-            self.y.tdata.eq(head[:self._width]),
-            self.y.tlast.eq(head[self._width]),
+            fifo.w_data.eq(Cat(self.w_data, self.w_last)),
+            fifo.w_en.eq(self.w_en),
+            self.y.tdata.eq(fifo.r_data[:self._width]),
+            self.y.tlast.eq(fifo.r_data[self._width]),
+            self.y.tvalid.eq(fifo.r_rdy),
+            fifo.r_en.eq(self.y.tready),
         ]
         return m

@@ -157,8 +157,11 @@ def _ecp5(size: str, luts: int, dsps: int, ebrs: int, lutram_units: int,
         # split that route (45k 8x9 fit, seed 1: 176.0 MHz with one, 187.5 with two); the
         # operands travel far from the vector banks' block RAM (4.2-5.0 ns on the 45k), so
         # one more register splits theirs (45k fit, 3 seeds: 165.2-190.9 MHz before, with
-        # the y FIFO of DESIGN §14.3 182.2-190.4).
-        fit_core=dict(product_registers=2, operand_registers=1),
+        # the y FIFO of DESIGN §14.3 182.2-190.4); and the broadcasts from the core's
+        # control to every PE's vector banks cross the die, so each PE takes them through
+        # a register of its own (45k fit, seed 1, with the y FIFO's pointer copies of
+        # §14.3: 210.3 MHz; 182.2-182.7 over three seeds before).
+        fit_core=dict(product_registers=2, operand_registers=1, broadcast_registers=1),
     )
 
 

@@ -265,8 +265,8 @@ class ResultQueueHarness(Harness):
         if self.fifo_depth is None:
             fragment = Fragment.get(queue, platform)
         else:
-            def short_fifo(*, width, depth, copy=False):
-                return CreditFIFO(width=width, depth=self.fifo_depth, copy=copy)
+            def short_fifo(*, width, depth, slices=1):
+                return CreditFIFO(width=width, depth=self.fifo_depth, slices=slices)
             with _replaced(result_queue_module, "CreditFIFO", short_fifo):
                 fragment = Fragment.get(queue, platform)
         m.submodules.dut = fragment
@@ -337,7 +337,9 @@ class ResultQueueHarness(Harness):
             produce == consume, (inner_level == 0) | (inner_level == inner),
             inner_level == _modulo_distance(produce, consume, inner)))
         self.check(m, "inner_any", inner_any == (inner_level != 0))
-        self.check(m, "enables", (load_data == load) & (move_data == move))
+        b_select = internal(fifo_fragment, "b_select")
+        self.check(m, "enables", (load_data == load) & (move_data == move)
+                   & (b_select == b_full))
         # The head is `b` while it is full, else `a`; `a` is the younger of the two.
         at_b = Signal(name="tag_at_b")
         at_a = Signal(name="tag_at_a")

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from amaranth.hdl import Fragment
+from amaranth.hdl import Fragment, Shape
 from amaranth.sim import Simulator
 
 from bbsparse.golden.arith import output_stage, wrap
@@ -215,8 +215,8 @@ def test_banks_each_lane_reads_its_own_memory():
 def test_result_queue_slices_keep_order_and_credits(slices):
     """Groups start whenever the queue allows (a random pipeline of 3 cycles writes each
     result), y is ready at random: every result leaves y once, in order, with its tlast,
-    the credits never let the FIFO overflow, and the slices (a control each, marked as
-    copies) act as one FIFO."""
+    the credits never let the FIFO overflow, and the memory's slices (each addressed by
+    pointers of its own, marked as copies) act as one memory."""
     width, credits, delay_cycles = 10, 4, 3
     dut = ResultQueue(width=width, credits=credits, slices=slices)
     rng = np.random.default_rng(slices)
@@ -244,11 +244,13 @@ def test_result_queue_slices_keep_order_and_credits(slices):
     run(dut, testbench)
     assert len(got) > 100
     assert got == sent[:len(got)]
-    fragment = Fragment.get(dut, None)
-    fifos = [fragment.find_subfragment("fifo" if slices == 1 else f"fifo{k}")
-             for k in range(slices)]
-    assert sum(f.origins[0].width for f in fifos) == width + 1
-    for f in fifos:
-        b_full = [sig for stmts in f.statements.values() for st in stmts
-                  for sig in st._lhs_signals() if sig.name == "b_full"]
-        assert len(b_full) == 1 and (COPY_ATTRIBUTE in b_full[0].attrs) == (slices > 1)
+    fifo = Fragment.get(dut, None).find_subfragment("fifo")
+    assert fifo.origins[0].slices == slices
+    memories = [fifo.find_subfragment("storage" if slices == 1 else f"storage{k}")
+                for k in range(slices)]
+    assert sum(Shape.cast(mem.origins[0].shape).width for mem in memories) == width + 1
+    copies = {sig.name: sig for stmts in fifo.statements.values() for st in stmts
+              for sig in st._lhs_signals() if COPY_ATTRIBUTE in sig.attrs}
+    expected = {"b_select"} | ({f"{p}{k}" for p in ("produce", "consume")
+                                for k in range(slices)} if slices > 1 else set())
+    assert set(copies) == expected

@@ -40,6 +40,9 @@ class BBSSpMV(wiring.Component):
     Latency: :attr:`latency` cycles from the last w beat of a row group to its y beat.
     """
 
+    #: The most PEs whose y FIFO is cut into a slice per PE (see elaborate).
+    FIFO_SLICES_MAX = 16
+
     @staticmethod
     def memory_latency_of(config: Config) -> int:
         """Cycles from accepting a w beat to its activation at the MAC array: the
@@ -126,8 +129,13 @@ class BBSSpMV(wiring.Component):
         m.submodules.x_buffers = xbuf = XBuffers(beats=x_beats,
                                                  runtime_frames=self._runtime_shape)
         m.submodules.mac_array = macs = MACArray(c)
+        # The y FIFO's memory in one slice per PE (DESIGN §14.3), up to FIFO_SLICES_MAX
+        # PEs: the ECP5-45k fit (9) routed in 2 minutes with them; the 85k fit (39) with
+        # them left router1 congested for over 30 minutes (2 runs of 2), without them it
+        # routes in 8.
+        slices = pes if pes <= self.FIFO_SLICES_MAX else 1
         m.submodules.result_queue = queue = ResultQueue(width=c.y_beat_width,
-                                                        credits=self.y_credits, slices=pes)
+                                                        credits=self.y_credits, slices=slices)
 
         # w stream: beat s of a row group is slot `slot` of round `round`; `base` is the
         # address of that round's bank segment in buffer `rd_buf`.

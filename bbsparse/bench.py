@@ -770,7 +770,8 @@ def _label(r: dict) -> str:
 
 
 def _pipeline_registers(r: dict) -> str:
-    """The fabric registers a row's core adds around its multipliers (DESIGN §2.1)."""
+    """The fabric registers a row's core adds on its broadcasts and around its multipliers
+    (DESIGN §2.1)."""
     return "".join(f", {r[key]} {what} register{'s' if r[key] != 1 else ''}" for key, what in
                    (("broadcast_registers", "broadcast"), ("operand_registers", "operand"),
                     ("product_registers", "product"))

@@ -11,12 +11,15 @@ __all__ = ["delay", "copy", "COPY_ATTRIBUTE", "require_positive"]
 COPY_ATTRIBUTE = "bbs_copy"
 
 
-def delay(m, signal, cycles: int, name: str, domain: str = "sync"):
+def delay(m, signal, cycles: int, name: str, domain: str = "sync", *,
+          reset_less: bool = False, kept: bool = False):
     """Return `signal` delayed by `cycles` registers (no enable: the pipelines of this
-    project never stall, back-pressure is handled by credits at their inputs)."""
+    project never stall, back-pressure is handled by credits at their inputs). `kept`
+    marks the first register a copy of its own (:func:`copy`)."""
     current = signal
     for stage in range(cycles):
-        register = Signal.like(signal, name=f"{name}_d{stage + 1}")
+        register = Signal.like(signal, name=f"{name}_d{stage + 1}", reset_less=reset_less,
+                               attrs={COPY_ATTRIBUTE: 1} if kept and stage == 0 else {})
         m.d[domain] += register.eq(current)
         current = register
     return current
@@ -28,13 +31,7 @@ def copy(m, signal, cycles: int, name: str, *, reset_less: bool = False,
     copy of its own (:data:`COPY_ATTRIBUTE`): called once per destination, each
     destination gets its own chain, placed near it, instead of one register whose output
     crosses the die to all of them. `reset_less` for data (no reset net to every copy)."""
-    current = signal
-    for stage in range(cycles):
-        register = Signal.like(signal, name=f"{name}_d{stage + 1}", reset_less=reset_less,
-                               attrs={COPY_ATTRIBUTE: 1} if stage == 0 else {})
-        m.d[domain] += register.eq(current)
-        current = register
-    return current
+    return delay(m, signal, cycles, name, domain, reset_less=reset_less, kept=True)
 
 
 def require_positive(**params) -> None:

@@ -42,14 +42,19 @@ class CreditFIFO(wiring.Component):
         require_positive(width=width, slices=slices)
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 3:
             raise ValueError(f"depth must be an integer of at least 3, not {depth!r}")
-        if slices > width:
-            raise ValueError(f"slices must not exceed the width ({width}), not {slices!r}")
+        self.require_slices(width, slices)
         self.width, self.depth, self.slices = width, depth, slices
         super().__init__({
             "w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
             "r_data": Out(width), "r_rdy": Out(1), "r_en": In(1),
             "level": Out(range(depth + 1)),
         })
+
+    @staticmethod
+    def require_slices(width: int, slices: int) -> None:
+        """A FIFO of `width` bits is cut into at most `width` slices."""
+        if slices > width:
+            raise ValueError(f"slices must not exceed the FIFO's {width} bits, not {slices!r}")
 
     @staticmethod
     def memory_words(depth: int) -> int:
@@ -185,17 +190,16 @@ class ResultQueue(wiring.Component):
     def credits_for(latency: int) -> int:
         """Credits that let a row group start every cycle while y is ready, for a core whose
         results are valid on y `latency` cycles after their group's last beat: the latency,
-        the registered `can_start`, the credit's return."""
-        return latency + 1 + ResultQueue.CREDIT_RETURN + 1
+        the two cycles of the credit loop (`latency + 2` when a transfer returned its credit
+        at once), and :attr:`CREDIT_RETURN`."""
+        return latency + 2 + ResultQueue.CREDIT_RETURN
 
     def __init__(self, *, width: int, credits: int, slices: int = 1):
         require_positive(width=width, credits=credits, slices=slices)
         if credits < 2:
             raise ValueError(f"credits must be at least 2 (the FIFO's two output registers "
                              f"and a memory), not {credits!r}")
-        if slices > self.entry_width(width):
-            raise ValueError(f"slices must not exceed the FIFO's {self.entry_width(width)} "
-                             f"bits, not {slices!r}")
+        CreditFIFO.require_slices(self.entry_width(width), slices)
         self._width = width
         self._credits = credits
         self._slices = slices

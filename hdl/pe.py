@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from .adder_tree import AdderTree
 from .lut_multiplier import LUTMultiplier
-from .pipeline import copy, delay, require_positive
+from .pipeline import copy, copy_flag, delay, require_positive
 
 __all__ = ["PE"]
 
@@ -172,9 +172,10 @@ class PE(wiring.Component):
         # identical registers, `first` one flip-flop fanning out to every PE's carry chain
         # (the ECP5 fits: 3.8 ns of routing), `valid` to every accumulator's enable.
         stages = self._operand_registers + self._multiplier_latency + tree.latency
-        valid = copy(m, self.valid, stages, "valid")
-        first = copy(m, self.first, stages, "first")
-        last = copy(m, self.last, stages, "last")
+        # `first` and `last` count only beside `valid`: they need no reset.
+        valid = copy_flag(m, self.valid, stages, "valid")
+        first = copy(m, self.first, stages, "first", reset_less=True)
+        last = copy(m, self.last, stages, "last", reset_less=True)
 
         # The sum is truncated to acc_width: the accumulator wraps modulo 2**acc_width, and
         # wrapping each partial sum gives the same result as wrapping the exact total.

@@ -222,7 +222,11 @@ class BBSSpMV(wiring.Component):
         # With `broadcast_registers`, each PE takes the x writes and the round base through
         # registers of its own (copies synthesis keeps apart, placed near the PE's banks),
         # and the in-bank index waits beside them: writes and reads reach the memories
-        # equally later, so XBuffers' timing contract holds unchanged.
+        # equally later, so XBuffers' timing contract holds unchanged. The write enable's
+        # copy has no reset, so nothing but its source's register drives it
+        # (pipeline.copy_flag says why): after a reset it may still carry out the write
+        # of a beat accepted before it, to the address that beat was bound for, which no
+        # read reaches before the next x fills that buffer again.
         memory_latency = self.memory_latency_of(c)
         broadcast = c.broadcast_registers
         for pe_index in range(pes):
@@ -240,7 +244,8 @@ class BBSSpMV(wiring.Component):
                                      reset_less=True)),
                 banks.w_data.eq(copy(m, x_write_data, broadcast, f"pe{pe_index}_x_write_data",
                                      reset_less=True)),
-                banks.w_en.eq(copy(m, x_write_en, broadcast, f"pe{pe_index}_x_write_en")),
+                banks.w_en.eq(copy(m, x_write_en, broadcast, f"pe{pe_index}_x_write_en",
+                                   reset_less=True)),
             ]
             for lane in range(lanes):
                 i = pe_index * lanes + lane

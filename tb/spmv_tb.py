@@ -24,6 +24,7 @@ message starts with the seed so a failure replays.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -253,10 +254,10 @@ class Testbench:
         await tb.reset()
         return tb
 
-    async def reset(self):
-        """Hold `rst` high for a few cycles; the BFMs drop what they were sending."""
+    async def reset(self, cycles: int = RESET_CYCLES):
+        """Hold `rst` high for `cycles` cycles; the BFMs drop what they were sending."""
         self.dut.rst.value = 1
-        await ClockCycles(self.dut.clk, RESET_CYCLES)
+        await ClockCycles(self.dut.clk, cycles)
         self.dut.rst.value = 0
         await RisingEdge(self.dut.clk)
 
@@ -493,3 +494,38 @@ async def w_tlast_inside_row_group_raises_error(dut):
         frame.tdata = frame.tdata[:beats]
         return [(tb.x_source, tb.x_frame(pair)), (tb.w_source, frame)]
     await _misplaced_tlast(dut, "w_tlast_inside_row_group_raises_error", bad)
+
+
+@cocotb.test()
+async def reset_mid_run_loses_everything_before_it(dut):
+    """A reset of one cycle (the host link's, DESIGN §10.1) while beats are in flight in every
+    stage (x loading, w streaming, products in the PEs, a y beat waiting): nothing from
+    before it comes out after it, and the next SpMV is exact. The registers copied per PE
+    (register duplication) have no reset of their own in front: this is what holds them
+    to the reset's contract."""
+    p = Params.from_env()
+    first, second, good = make_pairs(p, count=3, full_rows=True)
+    tb = await Testbench.start(dut, p)
+    full_rate = dict(x_idle=0.0, w_idle=0.0, y_stall=0.0, y_burst=0.0, first_burst=0)
+    tb.stalls(**full_rate)
+    tb.send([first, second])
+    budget = tb.budget_cycles([first])
+    for _ in range(budget):
+        await RisingEdge(dut.clk)
+        if tb.watch.y_beats:
+            break
+    else:
+        raise tb.fail(f"no y beat within {budget} cycles of the first SpMV")
+    # A few cycles more (the seed's), y held on the last, so a beat also waits in the FIFO.
+    await ClockCycles(dut.clk, tb.rng.randrange(4))
+    tb.y_sink.set_pause_generator(itertools.repeat(True))
+    await ClockCycles(dut.clk, 2)
+    tb.x_source.clear()
+    tb.w_source.clear()
+    await tb.reset(cycles=1)
+    tb.y_sink.clear()
+    tb.stalls(**full_rate)
+    beats_before = tb.watch.y_beats
+    await tb.run_pairs([good])
+    await tb.expect_no_more_y(beats_before + p.cfg.row_groups(good.rows))
+    tb.summary("reset_mid_run_loses_everything_before_it")

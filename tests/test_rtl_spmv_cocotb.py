@@ -105,3 +105,11 @@ def test_misplaced_tlast_raises_error(case: Case):
         testcases.append("w_tlast_inside_row_group_raises_error")
     run(config, params(case), testcases, name=f"tlast-{case.id}",
         replay=replay(case, "test_misplaced_tlast_raises_error"))
+
+
+@pytest.mark.parametrize("case", cases())
+def test_reset_mid_run_loses_everything_before_it(case: Case):
+    config = Config(**case.config)
+    run(config, params(case), ["reset_mid_run_loses_everything_before_it"],
+        name=f"reset-{case.id}",
+        replay=replay(case, "test_reset_mid_run_loses_everything_before_it"))

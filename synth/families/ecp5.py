@@ -222,8 +222,12 @@ class ECP5Family(Family):
         # Yosys 0.70's synth_ecp5 on Amaranth's RTLIL of the whole board top fails an
         # assertion in abc9 (ABC_OPS_REINTEGRATE, "GetSize(conn.first) ==
         # GetSize(conn.second)"); the core alone, or the same design read as Verilog, passes.
-        # Running proc and flatten first avoids it.
-        return {"script_after_read": "proc\nflatten"}
+        # Running proc and flatten first avoids it. The same abc9 mistakes a wire named like
+        # a bit of another (Amaranth names a view's fields `r_data[1]` beside the whole
+        # `r_data`) for that bit: two flip-flops then drive `r_data[1]`'s first bit, which
+        # nextpnr refuses ("multiply driven"; the board tops of this project's tests after a
+        # change of register resets). Such names are made internal (`rename -hide`) first.
+        return {"script_after_read": "proc\nflatten\nrename -hide w:*]"}
 
     def get_multiplier(self, a_width: int, b_width: int):
         if max(a_width, b_width) > 18:

@@ -118,6 +118,13 @@ class ModelCore(wiring.Component):
                             ResultQueue.entry_width(c.pes * model.out_width + 1))]
         if len(model.layers) > 1:
             needs.append(MemoryNeed("y-to-x buffer", c.lanes, c.x_beats, c.act_width))
+        # The core's y FIFO is counted with the engine's memories for rows of
+        # `cycles_per_row` beats; a layer's rows may be shorter (runtime shape), which
+        # takes more credits, so more words (BBSSpMV.y_credits_of).
+        more = (BBSSpMV.y_credits_of(c, runtime_shape=True) - BBSSpMV.y_credits_of(c))
+        if more:
+            needs.append(MemoryNeed("y FIFO (the layers' shorter rows)", 1, more,
+                                    ResultQueue.entry_width(c.y_beat_width)))
         return needs
 
     def elaborate(self, platform):

@@ -64,28 +64,43 @@ class CreditFIFO(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         inner = self.memory_words(self.depth)
-        produce = Signal(range(inner), name="produce")
-        consume = Signal(range(inner), name="consume")
-        inner_level = Signal(range(inner + 1), name="inner_level")
+        # At least one bit, also for a memory of one word (no zero-width wires in the
+        # Verilog; a pointer that can only be 0 is a constant to synthesis).
+        produce = Signal(range(max(2, inner)), name="produce")
+        consume = Signal(range(max(2, inner)), name="consume")
+        inner_level = Signal(range(max(2, inner) + 1), name="inner_level")  # as the pointers
         # `inner_level != 0`, kept as a register of its own.
         inner_any = Signal(name="inner_any")
         a_full = Signal(name="a_full")
-        b_full = Signal(name="b_full")
         # `b_full` again, for the wide output multiplexer only: a copy of its own
         # (pipeline.copy), so that the flag the control loops through is not pulled among
-        # the FIFO's wide registers by the select's fan-out (DESIGN §14.3).
+        # the FIFO's wide registers by the select's fan-out (DESIGN §14.3). Both are marked:
+        # of two registers with the same input Yosys keeps the marked one and drops the
+        # other, so with only the copy marked the control read the copy again.
+        b_full = Signal(name="b_full", attrs={COPY_ATTRIBUTE: 1})
         b_select = Signal(name="b_select", attrs={COPY_ATTRIBUTE: 1})
         b = Signal(self.width, name="b")
         a = Signal(self.width, name="a")
         move_data = Signal(name="move_data")
         load_data = Signal(name="load_data")
+        move = Signal(name="move")
+        load = Signal(name="load")
 
         def following(pointer):
             return Mux(pointer == inner - 1, 0, pointer + 1)
 
-        # The memory, in slices; `a` is the read ports' own data registers.
+        # The memory, in slices; `a` is the read ports' own data registers. A memory of one
+        # word (few credits, long rows: DESIGN §14.3) is a register, read as a memory's
+        # read port reads it (the word before a write of the same cycle).
         bounds = [k * self.width // self.slices for k in range(self.slices + 1)]
-        for k in range(self.slices):
+        if inner == 1:
+            word = Signal(self.width, name="word")
+            with m.If(self.w_en):
+                m.d.sync += word.eq(self.w_data)
+            with m.If(load_data):
+                m.d.sync += a.eq(word)
+            bounds = []
+        for k in range(len(bounds) - 1):
             lo, hi = bounds[k], bounds[k + 1]
             storage = Memory(shape=hi - lo, depth=inner, init=[])
             m.submodules["storage" if self.slices == 1 else f"storage{k}"] = storage
@@ -110,7 +125,10 @@ class CreditFIFO(wiring.Component):
             ]
 
         m.d.comb += [
-            self.w_rdy.eq(inner_level != inner),
+            # Room, or the memory's oldest word leaves this cycle (its slot may be written
+            # at once: the read port reads the word before the write). With a memory of one
+            # word (two credits) both happen: a word written every cycle of a burst.
+            self.w_rdy.eq((inner_level != inner) | load),
             self.level.eq(inner_level + a_full + b_full),
             self.r_rdy.eq(a_full | b_full),
             self.r_data.eq(Mux(b_select, b, a)),
@@ -125,8 +143,6 @@ class CreditFIFO(wiring.Component):
         # with the flags' next values: a gate in front of such a net is placed among its
         # sinks, away from the control it also feeds, and a register fed back into its own
         # control would cross that distance twice.
-        move = Signal(name="move")
-        load = Signal(name="load")
         m.d.comb += [move.eq(a_full & ~b_full), load.eq(inner_any & ~(a_full & b_full))]
         with m.If(move_data):
             m.d.sync += b.eq(a)
@@ -187,12 +203,17 @@ class ResultQueue(wiring.Component):
     CREDIT_RETURN = 1
 
     @staticmethod
-    def credits_for(latency: int) -> int:
-        """Credits that let a row group start every cycle while y is ready, for a core whose
-        results are valid on y `latency` cycles after their group's last beat: the latency,
-        the two cycles of the credit loop (`latency + 2` when a transfer returned its credit
-        at once), and :attr:`CREDIT_RETURN`."""
-        return latency + 2 + ResultQueue.CREDIT_RETURN
+    def credits_for(latency: int, group_beats: int = 1) -> int:
+        """Credits that let row groups of `group_beats` beats (at least; 1 when a group may
+        take a single beat) start back to back while y is ready, for a core whose results
+        are valid on y `latency` cycles after their group's last beat. A group holds its
+        credit from its first beat until its last beat, the latency, the two cycles of the
+        credit loop and :attr:`CREDIT_RETURN` have passed: ``group_beats + latency + 2``
+        cycles (``latency + 3`` for groups of one beat), in which groups start every
+        `group_beats` cycles (DESIGN §14.3)."""
+        require_positive(group_beats=group_beats)
+        held = group_beats - 1 + latency + 2 + ResultQueue.CREDIT_RETURN
+        return max(2, -(-held // group_beats))
 
     def __init__(self, *, width: int, credits: int, slices: int = 1):
         require_positive(width=width, credits=credits, slices=slices)

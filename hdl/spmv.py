@@ -95,10 +95,14 @@ class BBSSpMV(wiring.Component):
         return BBSSpMV.memory_latency_of(config) + MACArray.latency_of(config) + ResultQueue.LATENCY
 
     @staticmethod
-    def y_credits_of(config: Config) -> int:
+    def y_credits_of(config: Config, runtime_shape: bool = False) -> int:
         """Row groups that may be in flight at once: enough to cover the latency, so that
-        a group every cycle streams without a bubble while y is ready."""
-        return ResultQueue.credits_for(BBSSpMV.latency_of(config))
+        row groups stream without a bubble while y is ready. Every group takes
+        `cycles_per_row` beats, or with `runtime_shape` (the rounds come from the layer
+        sequencer) at least `nnz_per_bank`: long rows need few credits, and the y FIFO's
+        memory shrinks with them (DESIGN §14.3)."""
+        group_beats = config.nnz_per_bank if runtime_shape else config.cycles_per_row
+        return ResultQueue.credits_for(BBSSpMV.latency_of(config), group_beats)
 
     @property
     def config(self) -> Config:
@@ -110,7 +114,7 @@ class BBSSpMV(wiring.Component):
 
     @property
     def y_credits(self) -> int:
-        return self.y_credits_of(self._config)
+        return self.y_credits_of(self._config, self._runtime_shape)
 
     @property
     def vector_depth(self) -> int:

@@ -273,7 +273,11 @@ class ResultQueueHarness(Harness):
         fifo_fragment = fragment.find_subfragment("fifo")
         fifo = fifo_fragment.origins[0]
         inner = fifo.memory_words(fifo.depth)  # CreditFIFO: a memory and two registers
-        storage = platform.model(fifo_fragment.find_subfragment("storage"))
+        if inner == 1:  # a one-word memory is a register (CreditFIFO)
+            word_register = internal(fifo_fragment, "word")
+            stored = lambda slot: word_register  # noqa: E731
+        else:
+            stored = platform.model(fifo_fragment.find_subfragment("storage")).word
         inflight = internal(fragment, "inflight")
         produce = internal(fifo_fragment, "produce")
         consume = internal(fifo_fragment, "consume")
@@ -348,7 +352,7 @@ class ResultQueueHarness(Harness):
         self.check(m, "tag_at_b", ~tracked | ~at_b | (b == tag))
         self.check(m, "tag_at_a", ~tracked | ~at_a | (a == tag))
         self.check(m, "tag_in_memory", ~tracked | at_a | at_b | (
-            (tag_slot < inner) & (storage.word(tag_slot) == tag)
+            (tag_slot < inner) & (stored(tag_slot) == tag)
             & (_modulo_distance(tag_slot, consume, inner) == ahead - a_full - b_full)))
 
         m.d.comb += [
@@ -971,6 +975,9 @@ class Proof:
 PROOFS: dict[str, Proof] = {proof.name: proof for proof in [
     Proof("result_queue", "width 2, credits 7 (the block's FIFO: depth 8)",
           lambda: ResultQueueHarness(width=2, credits=7), depth=4, cover_depth=12),
+    Proof("result_queue_one_word", "width 2, credits 2 (long rows: a memory of one word, "
+          "a register)", lambda: ResultQueueHarness(width=2, credits=2), depth=4,
+          cover_depth=12),
     Proof("result_queue_short_fifo", "broken: credits 7, FIFO depth 6 (credits - 1)",
           lambda: ResultQueueHarness(width=2, credits=7, fifo_depth=6), depth=10,
           expect="fail", breaks="overflow"),

@@ -61,7 +61,7 @@ def test_every_engine_is_complete():
         assert engine_of(config) is engine
         core = engine.core(config)
         assert engine.latency_of(config) >= 1
-        assert engine.y_credits_of(config) > engine.latency_of(config)
+        assert engine.y_credits_of(config) >= 2
         assert {"s_axis_x", "s_axis_w", "m_axis_y", "error"} <= set(core.signature.members)
         roles = [need.role for need in engine.memories(config)]
         assert roles[0] == "vector banks" and roles[-1] == "y FIFO"  # cbs adds its accumulators

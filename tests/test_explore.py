@@ -181,9 +181,10 @@ def test_a_point_that_does_not_fit_runs_no_tool(tmp_path):
 
 def test_block_ram_over_budget_is_known_before_the_tools():
     points, _ = explore.plan_points(["ice40-up5k"], {"lanes": ["4", "8"]}, 1)
-    checks = [explore.pre_check(p, explore.Budget(max_brams=8)) for p in points]
-    assert checks[0] is None  # 4 lanes: 6 SB_RAM40_4K by the model
-    assert checks[1]["status"] == "over-budget" and "budget is 8" in checks[1]["problems"][0]
+    checks = [explore.pre_check(p, explore.Budget(max_brams=6)) for p in points]
+    assert checks[0] is None  # 4 lanes: 4 SB_RAM40_4K by the model (the y FIFO in flip-flops)
+    assert checks[1]["status"] == "over-budget" and "budget is 6" in checks[1]["problems"][0]
+    assert "need 8 SB_RAM40_4K" in checks[1]["problems"][0]
 
 
 def test_random_search_draws_reproducibly_among_points_that_can_run():

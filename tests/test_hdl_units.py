@@ -211,6 +211,31 @@ def test_banks_each_lane_reads_its_own_memory():
 
 # -- ResultQueue -----------------------------------------------------------------------------
 
+
+def test_credits_cover_a_groups_whole_round_trip():
+    """A group holds its credit for its beats, the latency and the credit loop (3 cycles):
+    groups of one beat need latency + 3 credits, long groups as few as 2 (DESIGN §14.3)."""
+    assert ResultQueue.credits_for(13) == ResultQueue.credits_for(13, 1) == 16
+    assert ResultQueue.credits_for(13, 2) == 9      # 2 + 13 + 2 = 17 cycles, a group every 2
+    assert ResultQueue.credits_for(16, 16) == 3     # 16 + 16 + 2 = 34 cycles
+    assert ResultQueue.credits_for(16, 32) == 2
+    assert ResultQueue.credits_for(1, 100) == 2     # never fewer than the queue takes
+    with pytest.raises(ValueError, match="group_beats"):
+        ResultQueue.credits_for(13, 0)
+
+
+def test_bbs_credits_follow_the_shortest_row():
+    """The BBS core's credits come from its row length; a model core's rows (runtime shape)
+    may be as short as nnz_per_bank beats."""
+    from bbsparse.hdl.spmv import BBSSpMV
+
+    config = Config(lanes=4, pes=2, bank_size=8, nnz_per_bank=2, cols=128)  # 4 rounds
+    latency = BBSSpMV.latency_of(config)
+    assert BBSSpMV.y_credits_of(config) == ResultQueue.credits_for(latency, 8)
+    assert BBSSpMV.y_credits_of(config, runtime_shape=True) == \
+        ResultQueue.credits_for(latency, 2)
+    assert BBSSpMV(config).y_credits < BBSSpMV(config, runtime_shape=True).y_credits
+
 @pytest.mark.parametrize("slices", [1, 3])
 def test_result_queue_slices_keep_order_and_credits(slices):
     """Groups start whenever the queue allows (a random pipeline of 3 cycles writes each
@@ -251,6 +276,6 @@ def test_result_queue_slices_keep_order_and_credits(slices):
     assert sum(Shape.cast(mem.origins[0].shape).width for mem in memories) == width + 1
     copies = {sig.name: sig for stmts in fifo.statements.values() for st in stmts
               for sig in st._lhs_signals() if COPY_ATTRIBUTE in sig.attrs}
-    expected = {"b_select"} | ({f"{p}{k}" for p in ("produce", "consume")
+    expected = {"b_full", "b_select"} | ({f"{p}{k}" for p in ("produce", "consume")
                                 for k in range(slices)} if slices > 1 else set())
     assert set(copies) == expected

@@ -55,15 +55,18 @@ CASES = {
     # Small memories: all LUT RAM (TRELLIS_DPR16X4), no block RAM.
     "ecp5-lutram": (ECP5, "auto", dict(lanes=2, pes=2, bank_size=4, nnz_per_bank=2, cols=16),
                     {"MULT18X18D", "TRELLIS_DPR16X4"}),
-    # Vector banks in DP16KD (9-bit mode), y FIFO in LUT RAM: the default core's mapping.
-    "ecp5-dp16kd": (ECP5, "auto", dict(lanes=2, pes=1, bank_size=4, nnz_per_bank=1, cols=256,
-                                       out_shift=3, out_width=12),
+    # Vector banks in DP16KD (9-bit mode), y FIFO in LUT RAM (rows of 2 beats: 8 credits,
+    # a memory of 7 words; DESIGN §14.3).
+    "ecp5-dp16kd": (ECP5, "auto", dict(lanes=2, pes=1, bank_size=64, nnz_per_bank=1,
+                                       cols=256, out_shift=3, out_width=12),
                     {"MULT18X18D", "DP16KD", "TRELLIS_DPR16X4"}),
-    # --ram block: the y FIFO in a DP16KD too, in its 36-bit (PDPW16KD) mode; every PE's
+    # --ram block: the y FIFO in DP16KD too (rows of 2 beats: 8 credits), each PE's slice
+    # of 20 or 21 bits in the 36-bit (PDPW16KD) mode; every PE's
     # own copies of the broadcasts (KEEP_COPIES in the synthesis script).
-    "ecp5-block-ram": (ECP5, "block", dict(lanes=2, pes=2, bank_size=4, nnz_per_bank=1,
+    "ecp5-block-ram": (ECP5, "block", dict(lanes=2, pes=2, bank_size=16, nnz_per_bank=1,
                                            cols=64, tree_levels_per_stage=2,
-                                           broadcast_registers=1),
+                                           broadcast_registers=1, acc_width=20,
+                                           out_width=20),
                        {"MULT18X18D", "DP16KD"}),
 }
 
@@ -282,6 +285,21 @@ def test_register_copies_survive_synthesis(family, kept):
     rtl = verilog.convert(m, name=top, ports=[a, out], emit_src=False)
     netlist = synthesize(rtl, top, family)
     assert family.cell_counts(netlist.cells)["ffs"] == (32 if kept else 8), netlist.cells
+
+
+@pytest.mark.parametrize("family", [ICE40, ECP5], ids=lambda f: f.name)
+def test_the_fifo_output_select_stays_a_register_of_its_own(family):
+    """CreditFIFO's `b_select` (the wide multiplexer's select) and `b_full` (the control's
+    flag) take the same input: Yosys would keep one flip-flop for both. Both marked, both
+    stay: the netlist has a flip-flop driving each."""
+    from bbsparse.hdl.result_queue import CreditFIFO
+
+    fifo = CreditFIFO(width=4, depth=4)
+    rtl = verilog.convert(fifo, name="credit_fifo", emit_src=False)
+    netlist = synthesize(rtl, "credit_fifo", family)
+    for flag in ("b_full", "b_select"):
+        driven = re.search(r"\.Q\(\\?" + flag + r"\s*\)", netlist.text)
+        assert driven, f"no flip-flop drives {flag}: {netlist.cells}"
 
 
 # -- the cell models a netlist gets (no tools run) ---------------------------------------------

@@ -112,7 +112,8 @@ def test_cell_names():
 
 def test_board_build_options():
     assert ICE40.board_options() == {}
-    assert ECP5.board_options() == {"script_after_read": "proc\nflatten"}
+    # proc and flatten before synth_ecp5, and no wire named like a bit of another (abc9).
+    assert ECP5.board_options() == {"script_after_read": "proc\nflatten\nrename -hide w:*]"}
 
 
 # -- the platform hooks --------------------------------------------------------------------------

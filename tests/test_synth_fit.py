@@ -64,14 +64,16 @@ def test_too_many_multipliers_names_the_figure_and_the_limit():
 
 def test_vector_memory_beyond_block_ram_names_the_figure_and_the_limit():
     # cols 8192: each lane memory holds 2 x 1024 words of 8 bits = 4 SB_RAM40_4K (2048 x 2),
-    # 8 lanes -> 32 blocks, plus 2 for the y FIFO: over the UP5K's 30.
+    # 8 lanes -> 32 blocks: over the UP5K's 30. The y FIFO takes none: rows of 128 beats
+    # need 2 credits, a FIFO of one word in flip-flops (DESIGN §14.3).
     config = Config(lanes=8, pes=1, cols=8192)
     report = fit_check(UP5K, config)
-    assert report.dsps == 8 and report.brams == 34
+    assert report.dsps == 8 and report.brams == 32
+    assert [m.kind for m in report.memories if m.role == "y FIFO"] == ["logic"]
     with pytest.raises(FitError) as info:
         require_fit(UP5K, config)
     message = str(info.value)
-    assert "34 SB_RAM40_4K" in message and "the iCE40UP5K has 30" in message
+    assert "32 SB_RAM40_4K" in message and "the iCE40UP5K has 30" in message
     assert "vector banks: 8 x 2048 words x 8 bits = 32 (4 each)" in message
     assert "multipliers" not in message  # only the broken limit is named
 
@@ -83,15 +85,17 @@ def test_both_limits_are_reported_at_once():
 
 
 def test_lutram_beyond_the_device_is_refused():
-    # A made-up part with almost no LUT RAM: the 25k's y FIFO (12 units) no longer fits.
-    tiny = dataclasses.replace(ECP5_25K, lutram_units=10)
-    with pytest.raises(FitError, match=r"12 16x4 LUT-RAM units .* has 10"):
-        require_fit(tiny, Config())
+    # A made-up part with almost no LUT RAM: rows of one beat (64 columns) keep 15 words in
+    # the y FIFO (16 credits) and 16 vector banks of 16 words, 42 LUT-RAM units.
+    tiny = dataclasses.replace(ECP5_25K, lutram_units=40)
+    with pytest.raises(FitError, match=r"42 16x4 LUT-RAM units .* has 40"):
+        require_fit(tiny, Config(cols=64))
 
 
 def test_default_configuration_fits_the_ecp5_and_reports_its_use():
     report = require_fit(ECP5_25K, Config())
-    assert (report.dsps, report.brams, report.lutram_units) == (16, 16, 12)
+    # The y FIFO: rows of 16 beats, 2 credits, one word in flip-flops (DESIGN §14.3).
+    assert (report.dsps, report.brams, report.lutram_units) == (16, 16, 0)
     figures = report.to_dict()
     assert figures["fits"] and figures["dsps"] == {"needed": 16, "available": 28,
                                                    "cell": "MULT18X18D"}
@@ -147,17 +151,18 @@ def test_fit_search_fills_every_dsp(name, lanes, pes):
 
 def test_fit_search_is_limited_by_memory_when_memory_runs_out():
     # Rows of 7168 columns: with 8 lanes each lane memory holds 2 x 896 words = 4 blocks,
-    # 32 + 2 for the y FIFO > 30; with 7 lanes (1024 words each, still 4 blocks) it is
-    # 28 + 2 = 30. Block RAM, not the 8 DSPs, limits the UP5K to 7 multipliers.
+    # 32 > 30; with 7 lanes (1024 words each, still 4 blocks) it is 28 (the y FIFO of such
+    # long rows is one word in flip-flops). Block RAM, not the 8 DSPs, limits the UP5K to 7
+    # multipliers.
     candidates = fit_search(UP5K, Config(cols=7168), multipliers="dsp")
     best = candidates[0]
-    assert (best["lanes"], best["pes"], best["brams"]) == (7, 1, 30)
+    assert (best["lanes"], best["pes"], best["brams"]) == (7, 1, 28)
     assert all(c["multipliers"] <= 7 for c in candidates)
 
 
 def test_fit_search_says_when_nothing_fits():
     # One PE keeps two copies of x: 2 x 16384 x 8 bits = 256 kbit, over the UP5K's 120.
-    with pytest.raises(FitError, match=r"even 1 lane x 1 PE .* 66 SB_RAM40_4K .* has 30"):
+    with pytest.raises(FitError, match=r"even 1 lane x 1 PE .* 64 SB_RAM40_4K .* has 30"):
         fit_search(UP5K, Config(cols=16384))
 
 
@@ -252,11 +257,15 @@ def test_cli_rejects_unknown_target(capsys):
 
 def test_ram_policy_moves_the_memories():
     # --ram lutram (synth_ecp5 -nobram): the 16 vector banks of 256 x 8 leave the EBRs for
-    # 32 LUT-RAM units each; --ram block keeps even the small y FIFO out of LUT RAM.
+    # 32 LUT-RAM units each; --ram block keeps even a small y FIFO out of LUT RAM (rows of
+    # one beat, 64 columns: 15 words of 39 bits, 10 units or 2 EBRs).
     lutram = require_fit(ECP5_25K, Config(), "lutram")
-    assert (lutram.brams, lutram.lutram_units) == (0, 16 * 32 + 12)
-    block = require_fit(ECP5_25K, Config(), "block")
-    assert (block.brams, block.lutram_units) == (16 + 2, 0)
+    assert (lutram.brams, lutram.lutram_units) == (0, 16 * 32)
+    short_rows = Config(cols=64)
+    assert require_fit(ECP5_25K, short_rows, "lutram").lutram_units == 16 * 2 + 10
+    block = require_fit(ECP5_25K, short_rows, "block")
+    fifo = [(m.kind, m.units_each) for m in block.memories if m.role == "y FIFO"]
+    assert block.lutram_units == 0 and fifo == [("block", 2)]
     assert memory_mapping(ECP5_25K, "m", 1, 256, 8, "lutram").kind == "lutram"
     with pytest.raises(FitError, match="the iCE40UP5K has no LUT RAM"):
         fit_check(UP5K, Config(lanes=8, pes=1), "lutram")

@@ -1,5 +1,7 @@
 """The y queue with its credit counter: back-pressure without stalling the pipeline."""
 
+from itertools import pairwise
+
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -92,16 +94,15 @@ class CreditFIFO(wiring.Component):
         # The memory, in slices; `a` is the read ports' own data registers. A memory of one
         # word (few credits, long rows: DESIGN §14.3) is a register, read as a memory's
         # read port reads it (the word before a write of the same cycle).
-        bounds = [k * self.width // self.slices for k in range(self.slices + 1)]
         if inner == 1:
             word = Signal(self.width, name="word")
             with m.If(self.w_en):
                 m.d.sync += word.eq(self.w_data)
             with m.If(load_data):
                 m.d.sync += a.eq(word)
-            bounds = []
-        for k in range(len(bounds) - 1):
-            lo, hi = bounds[k], bounds[k + 1]
+        bounds = ([k * self.width // self.slices for k in range(self.slices + 1)]
+                  if inner > 1 else [])
+        for k, (lo, hi) in enumerate(pairwise(bounds)):
             storage = Memory(shape=hi - lo, depth=inner, init=[])
             m.submodules["storage" if self.slices == 1 else f"storage{k}"] = storage
             w_port = storage.write_port()

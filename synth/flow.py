@@ -229,8 +229,8 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
     constraints.write_text(target.constraints())
     steps["amaranth"] = {"seconds": round(time.monotonic() - start, 2),
                          "output": verilog_path.name}
-    progress(f" (core + {top.input_bits} + {top.output_bits} serial register bits and as "
-             f"many port registers), "
+    progress(f" (core + {top.input_bits} + {top.output_bits} serial register bits, one port "
+             f"register per input bit and two per output bit), "
              f"{steps['amaranth']['seconds']:.1f} s")
 
     # 2. Yosys, with a script we control and the family's synthesis command.

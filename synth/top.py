@@ -35,13 +35,14 @@ class SynthTop(wiring.Component):
     -----
     clk : In(1)   the one clock.
     rst : In(1)   asynchronous to `clk`; synchronised before it resets the core.
-    sin : In(1)   shifted into the input register (all core inputs) every cycle.
-    load : In(1)  captures every core output into the output register; otherwise it shifts.
+    sin : In(1)   shifted into the input register (all core inputs) every cycle `load` is low.
+    load : In(1)  captures every core output into the output register and holds the input
+                  register; otherwise both shift.
     sout : Out(1) the output register's low bit.
 
-    The registers cost 2 x (:attr:`input_bits` + :attr:`output_bits`) flip-flops (the chains
-    and a register per port) and about :attr:`output_bits` LUTs (the load/shift
-    multiplexer) beside the core.
+    The registers cost 2 x :attr:`input_bits` + 3 x :attr:`output_bits` flip-flops (the
+    chains, a register per input port, two per output port) and about :attr:`output_bits`
+    LUTs (the load/shift multiplexer) beside the core.
     """
 
     def __init__(self, config: Config, core: wiring.Component | None = None):
@@ -98,7 +99,13 @@ class SynthTop(wiring.Component):
             width = min(_CHAIN_BITS, self.input_bits - start)
             chain = Signal(width, name="shift_in" + (f"{len(chains)}" if chains else ""))
             head = self.sin ^ chains[-1][0] if chains else self.sin
-            m.d.pins += chain.eq(Cat(head, chain[:-1]))
+            # The chains shift under an enable: a flip-flop taking a chain bit with no enable
+            # (a port register, then the core's delay registers after it) would have the
+            # same input as the chain's next one, and Yosys would merge them: the core's
+            # pipeline would become part of the chain, placed along it (the ECP5-85k fit:
+            # the PEs' in-bank index delays, 4.0 ns from their address adders).
+            with m.If(~self.load):
+                m.d.pins += chain.eq(Cat(head, chain[:-1]))
             chains.append(chain)
         shift_in = Cat(*chains)
         # Every core port has a register of its own between it and the chains (`port_in`,
@@ -111,12 +118,18 @@ class SynthTop(wiring.Component):
             m.d.pins += held.eq(shift_in[offset:offset + width])
             m.d.comb += port.eq(held)
             offset += width
+        # The outputs pass two registers before their chain: a core output is often a
+        # multiplexer (the y FIFO's head), whose select would otherwise reach every bit of
+        # a register strung along the chain over the die (the 85k fit: 5.0-5.3 ns from the
+        # y FIFO's `b_select`); the first stays beside the core, the second spans the way.
         captured = Signal(self.output_bits, name="port_out")
         m.d.pins += captured.eq(Cat(*(port for port, _ in self._outputs)))
+        passed = Signal(self.output_bits, name="port_out_far")
+        m.d.pins += passed.eq(captured)
 
         shift_out = Signal(self.output_bits, name="shift_out")
         with m.If(self.load):
-            m.d.pins += shift_out.eq(captured)
+            m.d.pins += shift_out.eq(passed)
         with m.Else():
             m.d.pins += shift_out.eq(shift_out >> 1)
         m.d.comb += self.sout.eq(shift_out[0])

@@ -56,7 +56,9 @@ class AdderTree(wiring.Component):
             registered = (level + 1) % self._levels_per_stage == 0 or level + 1 == self.levels
             next_nodes = []
             for pair in range(0, len(nodes), 2):
-                node = Signal(signed(width), name=f"level{level + 1}_sum{pair // 2}")
+                # Data: no reset (the PE's `valid` says when a sum counts).
+                node = Signal(signed(width), name=f"level{level + 1}_sum{pair // 2}",
+                              reset_less=True)
                 # An odd node out is carried to the next level unchanged (sign-extended).
                 value = nodes[pair] + nodes[pair + 1] if pair + 1 < len(nodes) else nodes[pair]
                 if registered:

@@ -101,7 +101,7 @@ class VectorBanks(wiring.Component):
             m.submodules[f"bank{lane}"] = bank
             write = bank.write_port()
             read = bank.read_port()
-            word = Signal(self._width, name=f"lane{lane}_word")
+            word = Signal(self._width, name=f"lane{lane}_word", reset_less=True)
             m.d.comb += [
                 write.addr.eq(self.w_addr),
                 write.data.eq(self.w_data[lane]),

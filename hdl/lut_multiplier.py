@@ -126,10 +126,11 @@ class LUTMultiplier(wiring.Component):
         m.d.comb += top_x.eq(Mux(one, self.a, Mux(two, self.a << 1, 0)) ^ Mux(neg, -1, 0))
 
         # -- operand registers -----------------------------------------------------------
-        a_reg = Signal(signed(aw), name="a_reg")
-        b_reg = Signal(2 * n, name="b_reg")
-        top_x_reg = Signal(signed(aw + 1), name="top_x_reg")
-        top_neg = Signal(name="top_neg")
+        # No register of the multiplier has a reset: data only (its user's `valid` counts).
+        a_reg = Signal(signed(aw), name="a_reg", reset_less=True)
+        b_reg = Signal(2 * n, name="b_reg", reset_less=True)
+        top_x_reg = Signal(signed(aw + 1), name="top_x_reg", reset_less=True)
+        top_neg = Signal(name="top_neg", reset_less=True)
         m.d.sync += [a_reg.eq(self.a), b_reg.eq(b_bits), top_x_reg.eq(top_x), top_neg.eq(neg)]
 
         # -- level 0, the partial products: term i (i >= 1) has weight 4**(i-1) and carries
@@ -166,7 +167,7 @@ class LUTMultiplier(wiring.Component):
         def stage(node, level, name):
             if level not in cut_after:
                 return node
-            reg = Signal.like(node, name=f"{name}_reg")
+            reg = Signal.like(node, name=f"{name}_reg", reset_less=True)
             m.d.sync += reg.eq(node)
             return reg
 
@@ -195,6 +196,6 @@ class LUTMultiplier(wiring.Component):
             nodes = next_nodes
         total, shift = nodes[0]
         assert shift == 0
-        product = delay(m, total, extra, "product")
+        product = delay(m, total, extra, "product", reset_less=True)
         m.d.comb += self.p.eq(product)
         return m

@@ -95,6 +95,7 @@ class MACArray(wiring.Component):
         # All PEs work in lockstep: the last PE's row-complete strobe stands for all.
         m.d.comb += [
             self.y_valid.eq(delay(m, pe.acc_valid, stage.latency, "row_valid")),
-            self.y_tlast.eq(delay(m, self.tlast, self.latency, "row_tlast")),
+            # `tlast` counts only beside `y_valid`: no reset.
+            self.y_tlast.eq(delay(m, self.tlast, self.latency, "row_tlast", reset_less=True)),
         ]
         return m

@@ -62,7 +62,8 @@ class OutputStage(wiring.Component):
             m.d.comb += rounded.eq(self.acc + (1 << (shift - 1)))
         else:
             m.d.comb += rounded.eq(self.acc)
-        shifted = Signal(signed(self._acc_width + 1 - shift))
+        # Data: no reset (the caller's `valid` travels beside it).
+        shifted = Signal(signed(self._acc_width + 1 - shift), reset_less=True)
         m.d.sync += shifted.eq(rounded >> shift)
 
         low = -(1 << (self._out_width - 1))
@@ -70,5 +71,7 @@ class OutputStage(wiring.Component):
         if self._relu:
             low = 0
         clamped = Mux(shifted < low, low, Mux(shifted > high, high, shifted))
-        m.d.sync += self.y.eq(clamped[: self._out_width])
+        y = Signal(signed(self._out_width), name="y_reg", reset_less=True)
+        m.d.sync += y.eq(clamped[: self._out_width])
+        m.d.comb += self.y.eq(y)
         return m

@@ -139,10 +139,13 @@ class PE(wiring.Component):
                                              width=self._weight_width + self._act_width,
                                              levels_per_stage=self._tree_levels_per_stage)
         product_width = self._weight_width + self._act_width
-        x = [delay(m, self.x[lane], self._operand_registers, f"lane{lane}_x_early")
-             for lane in range(self._lanes)]
-        weight = [delay(m, self.weight[lane], self._operand_registers, f"lane{lane}_w_early")
-                  for lane in range(self._lanes)]
+        # Data registers have no reset (only `valid` and `acc_valid` do): a reset is one
+        # more net from the core's reset register to every flip-flop of the datapath, all
+        # over the die (the ECP5-85k fit: 5.1-6.1 ns of routing to the product delays).
+        x = [delay(m, self.x[lane], self._operand_registers, f"lane{lane}_x_early",
+                   reset_less=True) for lane in range(self._lanes)]
+        weight = [delay(m, self.weight[lane], self._operand_registers, f"lane{lane}_w_early",
+                        reset_less=True) for lane in range(self._lanes)]
         for lane, mult in enumerate(multipliers):
             if mult is not None:
                 m.submodules[f"lane{lane}_mult"] = mult
@@ -152,19 +155,22 @@ class PE(wiring.Component):
                 m.d.comb += [
                     product.eq(mult.p[:product_width]),
                     tree.terms[lane].eq(delay(m, product, self._multiplier_latency - mult.latency,
-                                              f"lane{lane}_product")),
+                                              f"lane{lane}_product", reset_less=True)),
                 ]
                 continue
-            x_operand = Signal(signed(self._act_width), name=f"lane{lane}_x_operand")
-            w_operand = Signal(signed(self._weight_width), name=f"lane{lane}_w_operand")
-            product = Signal(signed(product_width), name=f"lane{lane}_product")
+            x_operand = Signal(signed(self._act_width), name=f"lane{lane}_x_operand",
+                               reset_less=True)
+            w_operand = Signal(signed(self._weight_width), name=f"lane{lane}_w_operand",
+                               reset_less=True)
+            product = Signal(signed(product_width), name=f"lane{lane}_product", reset_less=True)
             m.d.sync += [
                 x_operand.eq(x[lane]),
                 w_operand.eq(weight[lane]),
                 product.eq(x_operand * w_operand),
             ]
             m.d.comb += tree.terms[lane].eq(
-                delay(m, product, self._multiplier_latency - 2, f"lane{lane}_product"))
+                delay(m, product, self._multiplier_latency - 2, f"lane{lane}_product",
+                      reset_less=True))
 
         # Control travels beside the data: the multipliers' cycles, then the tree. Register
         # duplication: every PE's chains start with a register of its own (`copy`): the
@@ -184,8 +190,9 @@ class PE(wiring.Component):
         # it cost the iCE40 an LUT level and its carry chain's placement: 59.5 MHz
         # against 64.0, median of 3 seeds).
         row_sum = Signal(signed(self._acc_width))
-        m.d.comb += row_sum.eq(Mux(first, 0, self.acc) + tree.total)
+        acc = Signal(signed(self._acc_width), name="acc_reg", reset_less=True)
+        m.d.comb += [row_sum.eq(Mux(first, 0, acc) + tree.total), self.acc.eq(acc)]
         with m.If(valid):
-            m.d.sync += self.acc.eq(row_sum)
+            m.d.sync += acc.eq(row_sum)
         m.d.sync += self.acc_valid.eq(valid & last)
         return m

@@ -1,5 +1,7 @@
 """`bbs_spmv`: the bank-balanced sparse matrix-vector core with its AXI4-Stream ports."""
 
+from math import isqrt
+
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -230,9 +232,26 @@ class BBSSpMV(wiring.Component):
         # copy has no reset, so nothing but its source's register drives it
         # (pipeline.copy_flag says why): after a reset it may still carry out the write
         # of a beat accepted before it, to the address that beat was bound for, which no
-        # read reaches before the next x fills that buffer again.
+        # read reaches before the next x fills that buffer again. With 2 or more registers
+        # the first is one for every PE and the copies follow it (a tree): the source,
+        # written under the w handshake, then feeds one register and stays beside the
+        # control, instead of being pulled among the PEs by its fan-out (the ECP5-85k fit:
+        # `base`'s enable from the w stream's tvalid, 6.2 ns across the die). With 3 or
+        # more, a second level: a copy for each of ceil(sqrt(pes)) groups of PEs, so that
+        # no register reaches every PE over the die (the 85k fit: the shared x write data
+        # 5.2 ns from a PE's copy).
         memory_latency = self.memory_latency_of(c)
         broadcast = c.broadcast_registers
+        trunk = 1 if broadcast >= 2 else 0
+        branch = 1 if broadcast >= 3 else 0
+        groups = isqrt(pes - 1) + 1 if branch else 1  # ceil(sqrt(pes))
+        names = ("base", "x_write_addr", "x_write_data", "x_write_en")
+        sources = (base, x_write_addr, x_write_data, x_write_en)
+        shared = {name: delay(m, signal, trunk, f"{name}_trunk", reset_less=True)
+                  for name, signal in zip(names, sources, strict=True)}
+        branches = {(name, group): copy(m, shared[name], branch, f"{name}_group{group}",
+                                        reset_less=True)
+                    for name in names for group in range(groups)}
         for pe_index in range(pes):
             # lutram_banks > 0 places every bank explicitly: its last ones in LUT RAM, the
             # others in block RAM (DESIGN §2.1); 0 leaves them to Yosys' costs.
@@ -242,33 +261,35 @@ class BBSSpMV(wiring.Component):
             banks = VectorBanks(lanes=lanes, width=c.act_width, depth=self.vector_depth,
                                 placement=placement)
             m.submodules[f"banks{pe_index}"] = banks
-            pe_base = copy(m, base, broadcast, f"pe{pe_index}_base", reset_less=True)
-            m.d.comb += [
-                banks.w_addr.eq(copy(m, x_write_addr, broadcast, f"pe{pe_index}_x_write_addr",
-                                     reset_less=True)),
-                banks.w_data.eq(copy(m, x_write_data, broadcast, f"pe{pe_index}_x_write_data",
-                                     reset_less=True)),
-                banks.w_en.eq(copy(m, x_write_en, broadcast, f"pe{pe_index}_x_write_en",
-                                   reset_less=True)),
-            ]
+            group = pe_index * groups // pes
+            pe_base, w_addr, w_data, w_en = (
+                copy(m, branches[name, group], broadcast - trunk - branch, f"pe{pe_index}_{name}",
+                     reset_less=True) for name in names)
+            m.d.comb += [banks.w_addr.eq(w_addr), banks.w_data.eq(w_data), banks.w_en.eq(w_en)]
             for lane in range(lanes):
                 i = pe_index * lanes + lane
-                r_addr = Signal.like(banks.r_addr[lane], name=f"pe{pe_index}_lane{lane}_r_addr")
-                index = delay(m, w_payload[i].index, broadcast, f"pe{pe_index}_lane{lane}_index")
+                # Addresses and data: no reset (only `valid` has one, DESIGN §14).
+                r_addr = Signal.like(banks.r_addr[lane], name=f"pe{pe_index}_lane{lane}_r_addr",
+                                     reset_less=True)
+                index = delay(m, w_payload[i].index, broadcast, f"pe{pe_index}_lane{lane}_index",
+                              reset_less=True)
                 m.d.sync += r_addr.eq(pe_base + index)
                 m.d.comb += [
                     banks.r_addr[lane].eq(r_addr),
                     macs.x[i].eq(banks.r_data[lane]),
                     # The weight travels beside its activation.
                     macs.weight[i].eq(delay(m, w_payload[i].value, memory_latency,
-                                            f"pe{pe_index}_lane{lane}_weight")),
+                                            f"pe{pe_index}_lane{lane}_weight",
+                                            reset_less=True)),
                 ]
 
         m.d.comb += [
             macs.valid.eq(delay(m, w_accept, memory_latency, "beat_valid")),
-            macs.first.eq(delay(m, group_start, memory_latency, "beat_first")),
-            macs.last.eq(delay(m, row_end | w_last, memory_latency, "beat_last")),
-            macs.tlast.eq(delay(m, w_last, memory_latency, "beat_tlast")),
+            # These count only beside `valid`: no reset.
+            macs.first.eq(delay(m, group_start, memory_latency, "beat_first", reset_less=True)),
+            macs.last.eq(delay(m, row_end | w_last, memory_latency, "beat_last",
+                               reset_less=True)),
+            macs.tlast.eq(delay(m, w_last, memory_latency, "beat_tlast", reset_less=True)),
         ]
         queue.connect(m, macs, self)
         return m

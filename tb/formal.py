@@ -342,8 +342,9 @@ class ResultQueueHarness(Harness):
             inner_level == _modulo_distance(produce, consume, inner)))
         self.check(m, "inner_any", inner_any == (inner_level != 0))
         b_select = internal(fifo_fragment, "b_select")
+        out_valid = internal(fifo_fragment, "out_valid")
         self.check(m, "enables", (load_data == load) & (move_data == move)
-                   & (b_select == b_full))
+                   & (b_select == b_full) & (out_valid == (a_full | b_full)))
         # The head is `b` while it is full, else `a`; `a` is the younger of the two.
         at_b = Signal(name="tag_at_b")
         at_a = Signal(name="tag_at_a")

@@ -2,7 +2,10 @@
 
 RTL_CONFIGS = {
     "lanes1": dict(lanes=1, pes=1, bank_size=4, nnz_per_bank=2, cols=32),
-    "lanes2-pes3": dict(lanes=2, pes=3, bank_size=8, nnz_per_bank=2, cols=64),
+    # Three broadcast registers: one for all PEs, one for each of two groups of PEs (PEs 0
+    # and 1, PE 2), one for each PE.
+    "lanes2-pes3": dict(lanes=2, pes=3, bank_size=8, nnz_per_bank=2, cols=64,
+                        broadcast_registers=3),
     "lanes4-2of4": dict(lanes=4, pes=2, bank_size=4, nnz_per_bank=2, cols=64),
     "lanes8-dense": dict(lanes=8, pes=1, bank_size=4, nnz_per_bank=4, cols=64),
     "lanes16-bank16-nnz1": dict(lanes=16, pes=2, bank_size=16, nnz_per_bank=1, cols=512),

@@ -49,10 +49,11 @@ BBS_CONFIGS = {
     # One round a row: a group is one w beat, so w beats step by one around x_beats = 4;
     # the last read of a matrix can be the address the next-but-one x writes first.
     "rounds1-pes2": dict(lanes=4, pes=2, bank_size=4, nnz_per_bank=1, cols=16),
-    # The same with two broadcast registers: x writes and reads both reach the memories two
-    # cycles later, through each PE's own copies.
-    "rounds1-broadcast2": dict(lanes=2, pes=2, bank_size=4, nnz_per_bank=1, cols=8,
-                               broadcast_registers=2),
+    # The same with three broadcast registers: x writes and reads both reach the memories
+    # three cycles later, through a tree (one register for all PEs, one for each group of
+    # PEs: PEs 0 and 1, PE 2; then each PE's own copies).
+    "rounds1-broadcast3": dict(lanes=2, pes=3, bank_size=4, nnz_per_bank=1, cols=8,
+                               broadcast_registers=3),
     # Two rounds: groups of two beats around x_beats = 8.
     "rounds2": dict(lanes=4, pes=1, bank_size=4, nnz_per_bank=1, cols=32),
     # One-beat x frames: a buffer is refilled whole in one cycle.

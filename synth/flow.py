@@ -230,7 +230,7 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
     steps["amaranth"] = {"seconds": round(time.monotonic() - start, 2),
                          "output": verilog_path.name}
     progress(f" (core + {top.input_bits} + {top.output_bits} serial register bits, one port "
-             f"register per input bit and two per output bit), "
+             f"register per input bit, two per output bit and one-bit input), "
              f"{steps['amaranth']['seconds']:.1f} s")
 
     # 2. Yosys, with a script we control and the family's synthesis command.

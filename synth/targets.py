@@ -145,7 +145,7 @@ ULX3S_PINS = {"clk": "G2", "rst": "R1", "sin": "M1", "load": "T1", "sout": "L4"}
 
 
 def _ecp5(size: str, luts: int, dsps: int, ebrs: int, lutram_units: int,
-          freq_mhz: float, broadcast_registers: int = 1) -> Target:
+          freq_mhz: float, broadcast_registers: int = 1, operand_registers: int = 1) -> Target:
     return Target(
         name=f"ecp5-{size}", family=family_of("ecp5"), device=f"LFE5U-{size[:-1].upper()}F",
         package="CABGA381", board="ULX3S", pnr_device=size, luts=luts, ffs=luts, dsps=dsps,
@@ -162,8 +162,9 @@ def _ecp5(size: str, luts: int, dsps: int, ebrs: int, lutram_units: int,
         # a register of its own (45k fit, seed 1, with the y FIFO's pointer copies of
         # §14.3: 210.3 MHz; 182.2-182.7 over three seeds before). On the 85k's die one
         # register cannot reach every PE's copy: three make a tree (DESIGN §2.1; 85k fit, 3
-        # seeds: 171.4-178.5 MHz, with two 162.2-173.8).
-        fit_core=dict(product_registers=2, operand_registers=1,
+        # seeds: 171.4-178.5 MHz, with two 162.2-173.8), and its operands two registers
+        # (one operand register was placed 70 rows from its MULT18X18D, 5.0 ns).
+        fit_core=dict(product_registers=2, operand_registers=operand_registers,
                       broadcast_registers=broadcast_registers),
     )
 
@@ -182,7 +183,8 @@ TARGETS: dict[str, Target] = {
     # (DESIGN §12.7): 200 MHz on the 25k, 180 on the larger parts, 60 on the UP5K.
     "ecp5-25k": _ecp5("25k", 24288, 28, 56, 3036, 200.0),
     "ecp5-45k": _ecp5("45k", 43848, 72, 108, 5481, 180.0),
-    "ecp5-85k": _ecp5("85k", 83640, 156, 208, 10455, 180.0, broadcast_registers=3),
+    "ecp5-85k": _ecp5("85k", 83640, 156, 208, 10455, 180.0, broadcast_registers=3,
+                      operand_registers=2),
 }
 
 

@@ -40,9 +40,10 @@ class SynthTop(wiring.Component):
                   register; otherwise both shift.
     sout : Out(1) the output register's low bit.
 
-    The registers cost 2 x :attr:`input_bits` + 3 x :attr:`output_bits` flip-flops (the
-    chains, a register per input port, two per output port) and about :attr:`output_bits`
-    LUTs (the load/shift multiplexer) beside the core.
+    The registers cost 2 x :attr:`input_bits` + 3 x :attr:`output_bits` +
+    :attr:`one_bit_inputs` flip-flops (the chains, a register per input port, two per output
+    port and per one-bit input port) and about :attr:`output_bits` LUTs (the load/shift
+    multiplexer) beside the core.
     """
 
     def __init__(self, config: Config, core: wiring.Component | None = None):
@@ -67,6 +68,10 @@ class SynthTop(wiring.Component):
     @property
     def input_bits(self) -> int:
         return sum(width for _, width in self._inputs)
+
+    @property
+    def one_bit_inputs(self) -> int:
+        return sum(1 for _, width in self._inputs if width == 1)
 
     @property
     def output_bits(self) -> int:
@@ -116,6 +121,14 @@ class SynthTop(wiring.Component):
         for port, width in self._inputs:
             held = Signal(width, name=f"port_in{offset}")
             m.d.pins += held.eq(shift_in[offset:offset + width])
+            if width == 1:
+                # A one-bit input (a tvalid, a tready, a tlast) feeds the core's control
+                # through gates: a second register lets the last sit beside that control
+                # (the ECP5-85k fit: the x and w handshakes from port registers at the die's
+                # edge, 5.8 ns).
+                near = Signal(name=f"port_in{offset}_near")
+                m.d.pins += near.eq(held)
+                held = near
             m.d.comb += port.eq(held)
             offset += width
         # The outputs pass two registers before their chain: a core output is often a

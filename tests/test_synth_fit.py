@@ -231,13 +231,13 @@ def test_cli_check_and_fit_run_no_tool(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "4 lanes x 39 PEs = 156 multipliers, 156/156 MULT18X18D" in text
     # The ECP5 fit's own micro-architecture (Target.fit_core), unless --set gives it.
-    assert ("156/208 DP16KD, product_registers 2, operand_registers 1, "
+    assert ("156/208 DP16KD, product_registers 2, operand_registers 2, "
             "broadcast_registers 3;") in text
     assert not out.exists()
     assert main(["synth", "--target", "ecp5-85k", "--fit", "--check", "--set",
                  "product_registers=0"]) == 0
     text = capsys.readouterr().out
-    assert "product_registers" not in text and "operand_registers 1, broadcast_registers 3;" \
+    assert "product_registers" not in text and "operand_registers 2, broadcast_registers 3;" \
         in text
     assert main(["synth", "--target", "ice40-up5k", "--fit", "--check"]) == 0
     assert "product_registers" not in capsys.readouterr().out

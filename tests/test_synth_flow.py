@@ -228,10 +228,10 @@ def _flip_flops(tmp_path, design, name: str) -> int:
 
 def test_the_synthesis_top_adds_its_registers_and_merges_none_into_the_core(tmp_path):
     # The top's flip-flops are the core's, its two chains, its port registers (two per
-    # output) and the reset synchroniser: Yosys merged none of the core's delay registers
-    # into the input chains (a chain shifting without an enable has the same input on its
-    # next flip-flop as a port register, then as the core's first delay: 1479 flip-flops
-    # here, against 1538 for the core alone).
+    # output and per one-bit input) and the reset synchroniser: Yosys merged none of the
+    # core's delay registers into the input chains (a chain shifting without an enable has
+    # the same input on its next flip-flop as a port register, then as the core's first
+    # delay: 1479 flip-flops here, against 1538 for the core alone).
     from bbsparse.golden.config import Config
     from bbsparse.hdl.engines import engine_of
     from bbsparse.synth.top import SynthTop
@@ -241,4 +241,4 @@ def test_the_synthesis_top_adds_its_registers_and_merges_none_into_the_core(tmp_
     top = SynthTop(config)
     core = _flip_flops(tmp_path, engine_of(config).core(config), "core")
     assert _flip_flops(tmp_path, top, "top") == \
-        core + 2 * top.input_bits + 3 * top.output_bits + 2
+        core + 2 * top.input_bits + 3 * top.output_bits + top.one_bit_inputs + 2

@@ -135,7 +135,8 @@ def run_synth(args) -> int:
     try:
         if args.fit:
             if args.config is None:
-                config = target.fit_base(config, given=parse_overrides(args.set))
+                config = target.fit_base(config, given=parse_overrides(args.set),
+                                         multipliers=args.fit_multipliers)
             candidates = fit_search(target, config, ram=args.ram,
                                     multipliers=args.fit_multipliers)
             best = candidates[0]
@@ -144,7 +145,8 @@ def run_synth(args) -> int:
                      f"{best['multipliers']} multipliers, {best['dsps']}/{target.dsps} "
                      f"{target.dsp_name}, {best['brams']}/{target.bram_blocks} "
                      f"{target.bram.name}"
-                     + "".join(f", {k} {getattr(config, k)}" for k in target.fit_core
+                     + "".join(f", {k} {getattr(config, k)}"
+                               for k in {**target.fit_core, **target.fit_core_mix}
                                if getattr(config, k, None))
                      + "; next best: "
                      + ", ".join(f"{c['lanes']}x{c['pes']}" for c in candidates[1:5]))

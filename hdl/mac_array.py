@@ -52,10 +52,15 @@ class MACArray(wiring.Component):
     @staticmethod
     def multiplier_latency_of(config: Config) -> int:
         """Cycles of every PE's multipliers: 2 (operand and product registers, or the
-        platform's multiplier), or the LUT multiplier's when there is any; then
-        ``config.product_registers`` fabric registers (DESIGN §2.1)."""
-        base = LUTMultiplier.DEFAULT_LATENCY if config.lut_multipliers else 2
-        return base + config.product_registers
+        platform's multiplier) and ``config.product_registers`` fabric registers after
+        them; with any LUT multiplier at least the LUT multiplier's latency, whose pipeline
+        already ends in fabric registers: the DSP lanes' products then pass at least
+        `product_registers` fabric registers, the LUT lanes' none beyond their own stages
+        unless 2 + `product_registers` exceeds them (DESIGN §2.1)."""
+        latency = 2 + config.product_registers
+        if config.lut_multipliers:
+            latency = max(latency, LUTMultiplier.DEFAULT_LATENCY)
+        return latency
 
     @staticmethod
     def latency_of(config: Config) -> int:

@@ -82,6 +82,8 @@ class Target:
     #: Micro-architecture keys a ``--fit`` of this target starts from (DESIGN §12.8): what
     #: its largest fits measured they need. :meth:`fit_base` applies them.
     fit_core: dict = field(default_factory=dict)
+    #: What a ``--fit --fit-multipliers mix`` changes over :attr:`fit_core` (DESIGN §12.8).
+    fit_core_mix: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not isinstance(self.family, Family):
@@ -121,10 +123,12 @@ class Target:
         over its parameters before the derived ones are filled in."""
         return Config(**{**self.default_core, **(overrides or {})})
 
-    def fit_base(self, config: Config, given=()) -> Config:
-        """`config` with :attr:`fit_core` applied: each key the engine takes
-        (``lane_choices``) and the user did not give (`given`: the keys of ``--set``)."""
-        keys = {k: v for k, v in self.fit_core.items()
+    def fit_base(self, config: Config, given=(), multipliers: str = "dsp") -> Config:
+        """`config` with :attr:`fit_core` applied (and :attr:`fit_core_mix` over it for
+        `multipliers` ``"mix"``): each key the engine takes (``lane_choices``) and the
+        user did not give (`given`: the keys of ``--set``)."""
+        core = {**self.fit_core, **(self.fit_core_mix if multipliers == "mix" else {})}
+        keys = {k: v for k, v in core.items()
                 if k not in given and k in config.format.lane_choices}
         return Config(**{**config.to_dict(), **keys}) if keys else config
 
@@ -166,6 +170,12 @@ def _ecp5(size: str, luts: int, dsps: int, ebrs: int, lutram_units: int,
         # (one operand register was placed 70 rows from its MULT18X18D, 5.0 ns).
         fit_core=dict(product_registers=2, operand_registers=operand_registers,
                       broadcast_registers=broadcast_registers),
+        # A mix fills the fabric with LUT multipliers and its banks go to LUT RAM: flip-flops,
+        # not routes to a far block RAM or DSP row, stop it first. No operand register and
+        # one broadcast register (each adds a register per multiplier operand, weight and
+        # index): the 85k's mix (64 x 5, 164 LUT multipliers) went from 87,821 flip-flops,
+        # which nextpnr could not place, to 58,155 with the multiplier stage of DESIGN §2.1.
+        fit_core_mix=dict(operand_registers=0, broadcast_registers=1),
     )
 
 

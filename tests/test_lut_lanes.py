@@ -112,8 +112,12 @@ def test_pipeline_registers_rules_and_latency(key):
         c = Config(**{key: extra})
         assert MACArray.latency_of(c) - MACArray.latency_of(plain) == extra
         lut = Config(lut_multipliers=1, **{key: extra})
+        # A LUT multiplier's pipeline ends in fabric registers: they count as product
+        # registers (2 + product_registers against its latency, the larger).
+        grown = extra if key == "operand_registers" else \
+            max(0, 2 + extra - LUTMultiplier.DEFAULT_LATENCY)
         assert MACArray.latency_of(lut) - MACArray.latency_of(Config(lut_multipliers=1)) \
-            == extra
+            == grown
     with pytest.raises(ConfigError, match=rf"^{key} must be from 0 to 4, not 5$"):
         Config(**{key: 5})
     with pytest.raises(ConfigError, match=rf"^{key} must be from 0 to 4, not -1$"):
@@ -122,8 +126,10 @@ def test_pipeline_registers_rules_and_latency(key):
         Config(pattern="cbs", **{key: 1})
     assert getattr(Config(pattern="unstructured", lanes=4, bank_size=4, cols=32,
                           **{key: 2}), key) == 2
-    assert MACArray.multiplier_latency_of(Config(lut_multipliers=1, product_registers=2)) \
-        == LUTMultiplier.DEFAULT_LATENCY + 2
+    if key == "product_registers":
+        for extra in range(5):
+            assert MACArray.multiplier_latency_of(Config(lut_multipliers=1, **{key: extra})) \
+                == max(LUTMultiplier.DEFAULT_LATENCY, 2 + extra)
 
 
 def test_broadcast_registers_rules_and_latency():

@@ -120,8 +120,8 @@ def add_synth(subparsers) -> None:
                              "device (other parameters from the configuration), then run it")
     parser.add_argument("--fit-multipliers", choices=("dsp", "mix"), default="dsp",
                         help="what --fit fills: dsp (default: DSP blocks only) or mix (every "
-                             "DSP block, then LUT multipliers within half the LUTs; Yosys 0.70 "
-                             "fails an assertion on the largest mixes, DESIGN section 12.8)")
+                             "DSP block, then LUT multipliers within half the LUTs; the 85k's "
+                             "mix does not route yet, DESIGN section 12.8)")
     parser.add_argument("--check", action="store_true",
                         help="only the fit check (and the --fit search): run no tool")
     parser.set_defaults(run=run_synth)

@@ -45,6 +45,10 @@ class BBSSpMV(wiring.Component):
     #: The most PEs whose y FIFO is cut into a slice per PE (see elaborate).
     FIFO_SLICES_MAX = 16
 
+    #: With `broadcast_registers`, the most lanes one copy of a PE's x writes and read base
+    #: drives (their vector banks' write enable, write address and read-address adders).
+    BROADCAST_LANES = 16
+
     @staticmethod
     def memory_latency_of(config: Config) -> int:
         """Cycles from accepting a w beat to its activation at the MAC array: the
@@ -252,31 +256,46 @@ class BBSSpMV(wiring.Component):
         branches = {(name, group): copy(m, shared[name], branch, f"{name}_group{group}",
                                         reset_less=True)
                     for name in names for group in range(groups)}
+        # A PE of more than BROADCAST_LANES lanes takes its copies per group of that many
+        # lanes, each with vector banks of its own: one copy of the write enable, address
+        # and read base drives at most that many banks (the ECP5-25k's 64-lane mix: the
+        # write enable decoded once for 64 lanes' LUT RAM, 3.3 ns of routing to the
+        # farthest). The write data is each lane's own, split, not copied.
+        per_group = lanes if not broadcast else min(lanes, self.BROADCAST_LANES)
+        width = c.act_width
         for pe_index in range(pes):
             # lutram_banks > 0 places every bank explicitly: its last ones in LUT RAM, the
             # others in block RAM (DESIGN §2.1); 0 leaves them to Yosys' costs.
             lutram = c.lutram_lanes_of(pe_index)
             placement = (("block",) * (lanes - lutram) + ("lutram",) * lutram
                          if c.lutram_banks else None)
-            banks = VectorBanks(lanes=lanes, width=c.act_width, depth=self.vector_depth,
-                                placement=placement)
-            m.submodules[f"banks{pe_index}"] = banks
             group = pe_index * groups // pes
-            pe_base, w_addr, w_data, w_en = (
-                copy(m, branches[name, group], broadcast - trunk - branch, f"pe{pe_index}_{name}",
-                     reset_less=True) for name in names)
-            m.d.comb += [banks.w_addr.eq(w_addr), banks.w_data.eq(w_data), banks.w_en.eq(w_en)]
-            for lane in range(lanes):
+            lane_banks = []  # per lane: (its VectorBanks, its lane there, their read base)
+            for first in range(0, lanes, per_group):
+                last = min(lanes, first + per_group)
+                suffix = f"_lanes{first}" if per_group < lanes else ""
+                banks = VectorBanks(lanes=last - first, width=width, depth=self.vector_depth,
+                                    placement=placement and placement[first:last])
+                m.submodules[f"banks{pe_index}{suffix}"] = banks
+                sources = {name: branches[name, group] for name in names}
+                sources["x_write_data"] = sources["x_write_data"][first * width:last * width]
+                bank_base, w_addr, w_data, w_en = (
+                    copy(m, sources[name], broadcast - trunk - branch,
+                         f"pe{pe_index}{suffix}_{name}", reset_less=True) for name in names)
+                m.d.comb += [banks.w_addr.eq(w_addr), banks.w_data.eq(w_data),
+                             banks.w_en.eq(w_en)]
+                lane_banks += [(banks, lane - first, bank_base) for lane in range(first, last)]
+            for lane, (banks, bank_lane, pe_base) in enumerate(lane_banks):
                 i = pe_index * lanes + lane
                 # Addresses and data: no reset (only `valid` has one, DESIGN §14).
-                r_addr = Signal.like(banks.r_addr[lane], name=f"pe{pe_index}_lane{lane}_r_addr",
-                                     reset_less=True)
+                r_addr = Signal.like(banks.r_addr[bank_lane],
+                                     name=f"pe{pe_index}_lane{lane}_r_addr", reset_less=True)
                 index = delay(m, w_payload[i].index, broadcast, f"pe{pe_index}_lane{lane}_index",
                               reset_less=True)
                 m.d.sync += r_addr.eq(pe_base + index)
                 m.d.comb += [
-                    banks.r_addr[lane].eq(r_addr),
-                    macs.x[i].eq(banks.r_data[lane]),
+                    banks.r_addr[bank_lane].eq(r_addr),
+                    macs.x[i].eq(banks.r_data[bank_lane]),
                     # The weight travels beside its activation.
                     macs.weight[i].eq(delay(m, w_payload[i].value, memory_latency,
                                             f"pe{pe_index}_lane{lane}_weight",

@@ -24,10 +24,17 @@ RTL_CONFIGS = {
                        tree_levels_per_stage=2, broadcast_registers=1),
     # LUT multipliers (odd widths: Booth digits of a 7-bit weight) in the last 6 lanes, PE 1
     # mixed, every PE at the LUT latency; the last 5 vector banks in LUT RAM, the others
-    # placed in block RAM; two product registers after every multiplier (LUT and DSP) and
-    # two operand registers in front of it; two broadcast registers.
+    # placed in block RAM; two product registers after every DSP multiplier (the LUT
+    # multipliers' last stages count as theirs) and two operand registers in front of every
+    # multiplier; two broadcast registers.
     "lut-lanes": dict(lanes=4, pes=3, bank_size=4, nnz_per_bank=2, cols=64, weight_width=7,
                       act_width=6, lut_multipliers=6, lutram_banks=5, product_registers=2,
                       operand_registers=2, broadcast_registers=2),
+    # More lanes than one broadcast copy drives (BBSSpMV.BROADCAST_LANES = 16): each PE's
+    # banks in two groups (16 + 4 lanes), each with copies of its own; LUT RAM from PE 0's
+    # lane 15 on (across the groups' boundary), LUT multipliers in PE 1.
+    "lanes20-groups": dict(lanes=20, pes=2, bank_size=4, nnz_per_bank=2, cols=80,
+                           weight_width=6, act_width=5, lut_multipliers=20, lutram_banks=25,
+                           broadcast_registers=2),
     "default": dict(),
 }

@@ -5,6 +5,7 @@ ECP5 netlist (no MULT18X18D for a LUT lane) against the golden model. The core w
 lanes under Verilator is in tests/rtl_configs.py ("lut-lanes")."""
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -149,6 +150,25 @@ def test_broadcast_registers_rules_and_latency():
         with pytest.raises(ConfigError, match=f"broadcast_registers must be 0 for pattern "
                                               f"'{pattern}'"):
             Config(pattern=pattern, lanes=4, bank_size=4, cols=32, broadcast_registers=1)
+
+
+@pytest.mark.parametrize("lanes, broadcast, groups", [
+    (40, 1, (0, 16, 32)), (40, 2, (0, 16, 32)), (16, 1, ()), (40, 0, ())])
+def test_broadcast_copies_drive_at_most_sixteen_lanes(lanes, broadcast, groups):
+    """With broadcast registers, a PE of more than BBSSpMV.BROADCAST_LANES lanes takes its
+    write enable (and address, read base) through one copy per group of 16 lanes, each
+    group with banks of its own; 16 lanes or no register: one for the PE."""
+    from amaranth.back import verilog
+
+    config = Config(lanes=lanes, pes=2, bank_size=2, nnz_per_bank=1, cols=2 * lanes,
+                    broadcast_registers=broadcast)
+    text = verilog.convert(BBSSpMV(config), name="core", emit_src=False)
+    for pe in range(2):
+        copies = set(re.findall(rf"\bpe{pe}_lanes(\d+)_x_write_en_d\d+\b", text))
+        assert copies == {str(g) for g in groups}, copies
+        assert (f"pe{pe}_x_write_en_d1" in text) == (broadcast > 0 and not groups)
+        banks = set(re.findall(rf"\bbanks{pe}(_lanes\d+)?\b", text))
+        assert banks == ({f"_lanes{g}" for g in groups} if groups else {""}), banks
 
 
 def test_every_pe_runs_at_the_lut_multiplier_latency():

@@ -223,11 +223,21 @@ def _folder(out: Path, name: str, core: str) -> Path:
 
 def _reusable(out: Path, name: str, config: Config, reuse: bool,
               core: str = "fit") -> Path | None:
-    previous = _folder(out, name, core) / "report.json"
-    if reuse and previous.exists() and \
-            json.loads(previous.read_text())["parameters"] == config.to_dict():
-        return previous
-    return None
+    """The report of an earlier run `--reuse-synth` may take: same configuration, and the
+    same Verilog of the synthesis top (a change of the RTL or of the top is a new run)."""
+    from .synth.flow import TOP_NAME, synth_top_verilog
+    from .synth.targets import TARGETS
+
+    folder = _folder(out, name, core)
+    previous = folder / "report.json"
+    if not (reuse and previous.exists()
+            and json.loads(previous.read_text())["parameters"] == config.to_dict()):
+        return None
+    verilog = folder / f"{TOP_NAME}.v"
+    _, text = synth_top_verilog(TARGETS[name], config)
+    if not verilog.exists() or verilog.read_text() != text:
+        return None
+    return previous
 
 
 def fpga_seconds(out: Path, name: str, reuse: bool, core: str = "fit") -> float:

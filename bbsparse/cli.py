@@ -300,7 +300,8 @@ def add_bench(subparsers) -> None:
                         help="FPGA targets, comma-separated, or 'none' (default: all: "
                              + ", ".join(TARGETS) + ")")
     parser.add_argument("--reuse-synth", action="store_true",
-                        help="reuse a target's report.json when its configuration is unchanged")
+                        help="reuse a target's report.json when its configuration and the "
+                             "Verilog of its synthesis top are unchanged")
     parser.add_argument("--seed", type=count, default=7, help="seed of the data (default 7)")
     parser.set_defaults(run=run_bench)
 

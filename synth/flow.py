@@ -180,6 +180,18 @@ def progress(text: str, end: str = "\n") -> None:
     print(text, end=end, flush=True)
 
 
+def synth_top_verilog(target: Target, config: Config, ram: str = "auto", core=None):
+    """(the synthesis top, its Verilog) of `config` on `target`, as :func:`run_flow`
+    writes it to ``TOP_NAME.v`` (no source locations: the same text for the same RTL)."""
+    from amaranth.back import verilog
+
+    from .top import SynthTop
+
+    top = SynthTop(config, core)
+    return top, verilog.convert(top, name=TOP_NAME, emit_src=False,
+                                platform=FamilyPlatform(target.family, target, ram))
+
+
 def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None = None,
              seed: int = 1, fit_info: dict | None = None, ram: str = "auto", *,
              core=None, extra=(), seeds: int = 1, workers: int = 2) -> FlowResult:
@@ -214,16 +226,11 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
     steps: dict[str, dict] = {}
 
     # 1. Amaranth: the core behind the serial wrapper.
-    from amaranth.back import verilog
-
-    from .top import SynthTop
-
     progress(f"[1/4] amaranth: {TOP_NAME}.v", end="")
     start = time.monotonic()
-    top = SynthTop(config, core)
+    top, text = synth_top_verilog(target, config, ram, core)
     verilog_path = out / f"{TOP_NAME}.v"
-    write_if_changed(verilog_path, verilog.convert(top, name=TOP_NAME, emit_src=False,
-                                                    platform=FamilyPlatform(family, target, ram)))
+    write_if_changed(verilog_path, text)
     (out / "config.toml").write_text(config.to_toml())
     constraints = out / f"{TOP_NAME}{target.constraints_suffix}"
     constraints.write_text(target.constraints())

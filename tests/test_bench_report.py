@@ -348,3 +348,24 @@ def test_cbs_grid_runs_every_engine_and_renders_the_table(tmp_path, monkeypatch)
     text = (tmp_path / "cbs.md").read_text()
     assert "| 0.5 | 4007 | 4007 (1.00x) | 4007 (1.00x) | 3007 (0.75x) | 2007 (0.50x) " in text
     assert json.loads((tmp_path / "cbs.json").read_text())["grid"] == section["grid"]
+
+
+def test_reuse_synth_takes_a_report_only_for_the_same_verilog(tmp_path):
+    """--reuse-synth reuses a target's report when its configuration and the synthesis
+    top's Verilog are the ones of today's RTL: a changed RTL (or top) is a new run."""
+    from bbsparse.golden.config import Config
+    from bbsparse.synth.flow import TOP_NAME, synth_top_verilog
+
+    config = Config(lanes=2, pes=1, bank_size=4, nnz_per_bank=2, cols=32)
+    folder = tmp_path / "synth" / "ice40-up5k"
+    folder.mkdir(parents=True)
+    (folder / "report.json").write_text(json.dumps({"parameters": config.to_dict()}))
+    _, text = synth_top_verilog(TARGETS["ice40-up5k"], config)
+    assert bench._reusable(tmp_path, "ice40-up5k", config, True) is None  # no Verilog
+    (folder / f"{TOP_NAME}.v").write_text(text)
+    assert bench._reusable(tmp_path, "ice40-up5k", config, True) == folder / "report.json"
+    assert bench._reusable(tmp_path, "ice40-up5k", config, False) is None
+    other = Config(lanes=2, pes=1, bank_size=4, nnz_per_bank=2, cols=32, out_shift=1)
+    assert bench._reusable(tmp_path, "ice40-up5k", other, True) is None
+    (folder / f"{TOP_NAME}.v").write_text(text.replace("endmodule", "endmodule // old", 1))
+    assert bench._reusable(tmp_path, "ice40-up5k", config, True) is None

@@ -16,6 +16,7 @@ time so far and an estimate of the time left (:class:`Steps`).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -225,8 +226,7 @@ def _reusable(out: Path, name: str, config: Config, reuse: bool,
               core: str = "fit") -> Path | None:
     """The report of an earlier run `--reuse-synth` may take: same configuration, and the
     same Verilog of the synthesis top (a change of the RTL or of the top is a new run)."""
-    from .synth.flow import TOP_NAME, synth_top_verilog
-    from .synth.targets import TARGETS
+    from .synth.flow import TOP_NAME
 
     folder = _folder(out, name, core)
     previous = folder / "report.json"
@@ -234,10 +234,19 @@ def _reusable(out: Path, name: str, config: Config, reuse: bool,
             and json.loads(previous.read_text())["parameters"] == config.to_dict()):
         return None
     verilog = folder / f"{TOP_NAME}.v"
-    _, text = synth_top_verilog(TARGETS[name], config)
-    if not verilog.exists() or verilog.read_text() != text:
+    if not verilog.exists() or verilog.read_text() != _top_verilog(name, config):
         return None
     return previous
+
+
+@functools.cache
+def _top_verilog(name: str, config: Config) -> str:
+    """The synthesis top's Verilog of `config` on target `name`, made once a run: the plan
+    (fpga_seconds) and the runs (fpga_runs) both ask (the 85k fit's takes seconds)."""
+    from .synth.flow import synth_top_verilog
+    from .synth.targets import TARGETS
+
+    return synth_top_verilog(TARGETS[name], config)[1]
 
 
 def fpga_seconds(out: Path, name: str, reuse: bool, core: str = "fit") -> float:

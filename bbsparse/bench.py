@@ -193,24 +193,32 @@ def generation_seconds(config: Config) -> float:
 #: Targets whose default core the bench also runs (besides their largest fit): the default
 #: core's clock goal is the 25k's (DESIGN §12.7); the UP5K's default core is its fit.
 FPGA_DEFAULT_CORES = ("ecp5-25k",)
+#: Targets whose largest fit with LUT multipliers beside the DSP blocks the bench also runs
+#: (``bbsparse synth --fit --fit-multipliers mix``, DESIGN §12.8): the "mix" core.
+FPGA_MIX_CORES = ("ecp5-85k",)
 
 
 def fpga_cores(targets) -> list[tuple[str, str]]:
     """The bench's FPGA runs, in order: (target, "fit") for each target, then (target,
-    "default") for those of :data:`FPGA_DEFAULT_CORES`."""
+    "default") for those of :data:`FPGA_DEFAULT_CORES`, then (target, "mix") for those of
+    :data:`FPGA_MIX_CORES`."""
     return [(name, "fit") for name in targets] + \
-        [(name, "default") for name in FPGA_DEFAULT_CORES if name in targets]
+        [(name, "default") for name in FPGA_DEFAULT_CORES if name in targets] + \
+        [(name, "mix") for name in FPGA_MIX_CORES if name in targets]
 
 
 def _core_config(name: str, core: str = "fit") -> Config:
-    """Target `name`'s largest fit (``bbsparse synth --fit``) or its default core."""
+    """Target `name`'s largest fit (``bbsparse synth --fit``, `core` "fit"), its largest
+    fit with LUT multipliers ("mix": ``--fit --fit-multipliers mix``) or its default core."""
     from .synth.flow import fit_search
     from .synth.targets import TARGETS
 
     target = TARGETS[name]
     if core == "default":
         return target.default_config()
-    return fit_search(target, target.fit_base(Config()))[0]["_config"]
+    multipliers = "mix" if core == "mix" else "dsp"
+    return fit_search(target, target.fit_base(Config(), multipliers=multipliers),
+                      multipliers=multipliers)[0]["_config"]
 
 
 def _core_label(name: str, core: str) -> str:
@@ -224,9 +232,11 @@ def _folder(out: Path, name: str, core: str) -> Path:
 
 def _reusable(out: Path, name: str, config: Config, reuse: bool,
               core: str = "fit") -> Path | None:
-    """The report of an earlier run `--reuse-synth` may take: same configuration, and the
-    same Verilog of the synthesis top (a change of the RTL or of the top is a new run)."""
-    from .synth.flow import TOP_NAME
+    """The report of an earlier run `--reuse-synth` may take: same configuration, the same
+    Verilog of the synthesis top and the same Yosys script (a change of the RTL, of the top
+    or of the flow's synthesis commands is a new run)."""
+    from .synth.flow import SYNTH_SCRIPT, TOP_NAME, synth_script
+    from .synth.targets import TARGETS
 
     folder = _folder(out, name, core)
     previous = folder / "report.json"
@@ -235,6 +245,9 @@ def _reusable(out: Path, name: str, config: Config, reuse: bool,
         return None
     verilog = folder / f"{TOP_NAME}.v"
     if not verilog.exists() or verilog.read_text() != _top_verilog(name, config):
+        return None
+    script = folder / SYNTH_SCRIPT
+    if not script.exists() or script.read_text() != synth_script(TARGETS[name]):
         return None
     return previous
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from ..golden.config import Config, ConfigError
 from ..hdl.generate import write_if_changed
 from ..toolchain import package_versions
-from .families import KEEP_COPIES, FamilyPlatform, figure
+from .families import FamilyPlatform, figure
 from .targets import TOP_NAME, FitError, Target, fit_check, require_fit
 from .tools import FlowError, run_step, yowasp
 
@@ -192,6 +192,21 @@ def synth_top_verilog(target: Target, config: Config, ram: str = "auto", core=No
                                 platform=FamilyPlatform(target.family, target, ram))
 
 
+#: The Yosys script :func:`run_flow` writes into its output folder.
+SYNTH_SCRIPT = "synth.ys"
+
+
+def synth_script(target: Target, ram: str = "auto") -> str:
+    """The Yosys script of :func:`run_flow` (:data:`SYNTH_SCRIPT`, DESIGN §12.5): read the
+    synthesis top's Verilog, the family's pre-synthesis commands, its synthesis command for
+    the `ram` policy into ``synth.json``, the cell counts into ``yosys_stat.json``."""
+    family = target.family
+    return (f"read_verilog {TOP_NAME}.v\n"
+            f"{family.pre_synth_script()}"
+            f"{family.synth_command(ram)} -top {TOP_NAME} -json synth.json\n"
+            f"tee -q -o yosys_stat.json stat -json\n")
+
+
 def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None = None,
              seed: int = 1, fit_info: dict | None = None, ram: str = "auto", *,
              core=None, extra=(), seeds: int = 1, workers: int = 2) -> FlowResult:
@@ -242,12 +257,8 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
 
     # 2. Yosys, with a script we control and the family's synthesis command.
     netlist = out / "synth.json"
-    script = out / "synth.ys"
-    script.write_text(
-        f"read_verilog {verilog_path.name}\n"
-        f"{KEEP_COPIES}"
-        f"{synth_command} -top {TOP_NAME} -json {netlist.name}\n"
-        f"tee -q -o yosys_stat.json stat -json\n")
+    script = out / SYNTH_SCRIPT
+    script.write_text(synth_script(target, ram))
     yosys_log = out / "yosys.log"
     yosys_log.unlink(missing_ok=True)
     title = f"[2/4] yosys {synth_command}"

@@ -30,7 +30,7 @@ from ..hdl.axis import flat_ports
 from ..hdl.engines import engine_of
 from ..hdl.generate import TOP_NAME
 from ..toolchain import build_root
-from .families import KEEP_COPIES, Family, FamilyPlatform
+from .families import Family, FamilyPlatform
 from .tools import FlowError, run_step, yowasp
 
 __all__ = ["CoreNetlist", "core_verilog", "core_netlist", "synthesize", "NETLIST_FILE"]
@@ -75,7 +75,7 @@ def synthesize(rtl: str, top: str, family: Family, ram: str = "auto", *,
     files = dict(files or {})
     command = family.synth_command(ram)
     script = (f"read_verilog {top}.v\n"
-              f"{KEEP_COPIES}"
+              f"{family.pre_synth_script()}"
               f"{command} -top {top}\n"
               f"tee -q -o stat.json stat -json\n"
               f"write_verilog -noattr {NETLIST_FILE}\n")

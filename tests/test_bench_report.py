@@ -308,10 +308,10 @@ def test_fpga_runs_report_seeds_timing_gops_per_dsp_and_the_w_stream(tmp_path, m
     json.dumps(r)
 
 
-def test_fpga_runs_add_the_default_cores_after_the_fits():
+def test_fpga_runs_add_the_default_and_mix_cores_after_the_fits():
     assert bench.fpga_cores(["ice40-up5k", "ecp5-25k", "ecp5-85k"]) == [
         ("ice40-up5k", "fit"), ("ecp5-25k", "fit"), ("ecp5-85k", "fit"),
-        ("ecp5-25k", "default")]
+        ("ecp5-25k", "default"), ("ecp5-85k", "mix")]
     assert bench.fpga_cores(["ice40-up5k"]) == [("ice40-up5k", "fit")]
     # The default core is the target's; the fit is over the target's fit micro-architecture.
     assert bench._core_config("ecp5-25k", "default").to_dict() == \
@@ -319,6 +319,16 @@ def test_fpga_runs_add_the_default_cores_after_the_fits():
     for key, value in TARGETS["ecp5-25k"].fit_core.items():
         assert getattr(bench._core_config("ecp5-25k"), key) == value
     assert bench._folder(Path("b"), "ecp5-25k", "default") == Path("b/synth/ecp5-25k-default")
+    # The mix is what `bbsparse synth --fit --fit-multipliers mix` builds: every DSP block,
+    # then LUT multipliers, over the target's fit_core_mix.
+    target = TARGETS["ecp5-85k"]
+    mix = bench._core_config("ecp5-85k", "mix")
+    fit = bench._core_config("ecp5-85k")
+    assert mix.lut_multipliers > 0 and mix.multipliers - mix.lut_multipliers == target.dsps
+    assert mix.multipliers > fit.multipliers and fit.lut_multipliers == 0
+    for key, value in {**target.fit_core, **target.fit_core_mix}.items():
+        assert getattr(mix, key) == value
+    assert bench._core_label("ecp5-85k", "mix") == "ecp5-85k (mix core)"
 
 
 def test_cbs_grid_runs_every_engine_and_renders_the_table(tmp_path, monkeypatch):
@@ -351,10 +361,11 @@ def test_cbs_grid_runs_every_engine_and_renders_the_table(tmp_path, monkeypatch)
 
 
 def test_reuse_synth_takes_a_report_only_for_the_same_verilog(tmp_path):
-    """--reuse-synth reuses a target's report when its configuration and the synthesis
-    top's Verilog are the ones of today's RTL: a changed RTL (or top) is a new run."""
+    """--reuse-synth reuses a target's report when its configuration, the synthesis top's
+    Verilog and the Yosys script are the ones of today's RTL and flow: a changed RTL (or
+    top, or synthesis commands) is a new run."""
     from bbsparse.golden.config import Config
-    from bbsparse.synth.flow import TOP_NAME, synth_top_verilog
+    from bbsparse.synth.flow import SYNTH_SCRIPT, TOP_NAME, synth_script, synth_top_verilog
 
     config = Config(lanes=2, pes=1, bank_size=4, nnz_per_bank=2, cols=32)
     folder = tmp_path / "synth" / "ice40-up5k"
@@ -363,6 +374,11 @@ def test_reuse_synth_takes_a_report_only_for_the_same_verilog(tmp_path):
     _, text = synth_top_verilog(TARGETS["ice40-up5k"], config)
     assert bench._reusable(tmp_path, "ice40-up5k", config, True) is None  # no Verilog
     (folder / f"{TOP_NAME}.v").write_text(text)
+    assert bench._reusable(tmp_path, "ice40-up5k", config, True) is None  # no script
+    script = synth_script(TARGETS["ice40-up5k"])
+    (folder / SYNTH_SCRIPT).write_text(script.replace("proc\n", ""))
+    assert bench._reusable(tmp_path, "ice40-up5k", config, True) is None  # another script
+    (folder / SYNTH_SCRIPT).write_text(script)
     assert bench._reusable(tmp_path, "ice40-up5k", config, True) == folder / "report.json"
     assert bench._reusable(tmp_path, "ice40-up5k", config, False) is None
     other = Config(lanes=2, pes=1, bank_size=4, nnz_per_bank=2, cols=32, out_shift=1)

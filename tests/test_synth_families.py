@@ -13,6 +13,7 @@ from bbsparse.synth.families import (
     ECP5,
     FAMILIES,
     ICE40,
+    KEEP_COPIES,
     RAM_POLICIES,
     Family,
     FamilyPlatform,
@@ -114,6 +115,14 @@ def test_board_build_options():
     assert ICE40.board_options() == {}
     # proc and flatten before synth_ecp5, and no wire named like a bit of another (abc9).
     assert ECP5.board_options() == {"script_after_read": "proc\nflatten\nrename -hide w:*]"}
+
+
+def test_pre_synth_script():
+    # Every flow keeps the register copies; the ECP5's also hides wires named like a bit of
+    # another before synth_ecp5 (abc9 of Yosys 0.70 fails on the 85k's largest mixes).
+    assert ICE40.pre_synth_script() == KEEP_COPIES
+    assert ECP5.pre_synth_script().startswith(KEEP_COPIES)
+    assert "rename -hide w:*]" in ECP5.pre_synth_script().splitlines()
 
 
 # -- the platform hooks --------------------------------------------------------------------------

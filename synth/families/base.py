@@ -120,6 +120,9 @@ class Family:
     #: The Yosys synthesis command, without -top / -json, and what each --ram policy adds.
     synth: str = ""
     ram_options: dict[str, str] = {}
+    #: Yosys commands every flow of the family runs after :data:`KEEP_COPIES`, before the
+    #: synthesis command (:meth:`pre_synth_script`).
+    synth_prelude: str = ""
     #: The tools, by their upstream names (run as their YoWASP builds, :mod:`..tools`).
     nextpnr: str = ""
     packer: str = ""
@@ -145,6 +148,11 @@ class Family:
         except KeyError:
             raise ValueError(f"the {self.name} family has no --ram {ram}; it takes "
                              f"{', '.join(self.ram_options)}") from None
+
+    def pre_synth_script(self) -> str:
+        """What every flow runs between reading the design and :meth:`synth_command`:
+        :data:`KEEP_COPIES`, then the family's :attr:`synth_prelude`."""
+        return KEEP_COPIES + self.synth_prelude
 
     def nextpnr_device_args(self, target) -> list[str]:
         """nextpnr's options selecting `target`'s part, package and speed grade."""

@@ -178,6 +178,12 @@ class ECP5Family(Family):
     dsp_min_product = 0
     bram = DP16KD
     synth = "synth_ecp5"
+    # Yosys 0.70's abc9 takes a wire named like a bit of another (Amaranth names a view's
+    # fields `r_data[1]` beside the whole `r_data`) for that bit: on a synthesis top it
+    # fails an assertion in ABC_OPS_REINTEGRATE ("GetSize(conn.first) ==
+    # GetSize(conn.second)"; the ECP5-85k's 64 x 5 mix with product_registers 3), on a board
+    # top two flip-flops drive one bit (see board_options). Such names are made internal.
+    synth_prelude = "rename -hide w:*]\n"
     # lutram: no block RAM (no EBR clock-to-output in a read path); block: no LUT RAM.
     ram_options = {"auto": "", "lutram": " -nobram", "block": " -nolutram"}
     nextpnr = "nextpnr-ecp5"

@@ -682,7 +682,7 @@ def fit_search(target: Target, base: Config, limit: int = 10, ram: str = "auto",
     `multipliers` = ``"dsp"`` (the default): every multiplier in a DSP block, so at most the
     DSP budget of them. ``"mix"`` (``bbsparse synth --fit --fit-multipliers mix``, when the
     engine takes ``lut_multipliers``; not the default while the 85k's mix routes slowly
-    or not at all, DESIGN §12.8): the DSP blocks first,
+    and misses its clock goal, DESIGN §12.8): the DSP blocks first,
     then LUT multipliers (``lut_multipliers`` = multipliers beyond the DSP budget) while the
     estimated LUT4s stay within `lut_budget` of the device's; when the vector banks' block
     RAM runs out, the banks are split (``lutram_banks``): as many in block RAM as the blocks

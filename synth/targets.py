@@ -149,7 +149,8 @@ ULX3S_PINS = {"clk": "G2", "rst": "R1", "sin": "M1", "load": "T1", "sout": "L4"}
 
 
 def _ecp5(size: str, luts: int, dsps: int, ebrs: int, lutram_units: int,
-          freq_mhz: float, broadcast_registers: int = 1, operand_registers: int = 1) -> Target:
+          freq_mhz: float, broadcast_registers: int = 1, operand_registers: int = 1,
+          mix_broadcast_registers: int = 1) -> Target:
     return Target(
         name=f"ecp5-{size}", family=family_of("ecp5"), device=f"LFE5U-{size[:-1].upper()}F",
         package="CABGA381", board="ULX3S", pnr_device=size, luts=luts, ffs=luts, dsps=dsps,
@@ -175,7 +176,10 @@ def _ecp5(size: str, luts: int, dsps: int, ebrs: int, lutram_units: int,
         # one broadcast register (each adds a register per multiplier operand, weight and
         # index): the 85k's mix (64 x 5, 164 LUT multipliers) went from 87,821 flip-flops,
         # which nextpnr could not place, to 58,155 with the multiplier stage of DESIGN §2.1.
-        fit_core_mix=dict(operand_registers=0, broadcast_registers=1),
+        # On the 85k's die one register from the x writes' source to 20 lane groups' copies
+        # crosses it (6.9 ns of routing): the 85k's mix takes two, the first one for all
+        # (seed 1: 137.6 -> 148.2 MHz, 62,365 flip-flops; DESIGN §12.8).
+        fit_core_mix=dict(operand_registers=0, broadcast_registers=mix_broadcast_registers),
     )
 
 
@@ -194,7 +198,7 @@ TARGETS: dict[str, Target] = {
     "ecp5-25k": _ecp5("25k", 24288, 28, 56, 3036, 200.0),
     "ecp5-45k": _ecp5("45k", 43848, 72, 108, 5481, 180.0),
     "ecp5-85k": _ecp5("85k", 83640, 156, 208, 10455, 180.0, broadcast_registers=3,
-                      operand_registers=2),
+                      operand_registers=2, mix_broadcast_registers=2),
 }
 
 

@@ -159,9 +159,12 @@ def write_stage(m, xbuf: XBuffers, data, name: str = "x_write"):
     """The vector memories' write port, one cycle after the x beat is accepted: returns the
     registered (address, data, enable) of `xbuf`'s ``mem_addr``, `data` (the beat's
     ``tdata``) and ``mem_en``. A buffer released at the earliest moment its reader allows
-    (XBuffers' timing contract) is then never written while it is still read."""
-    addr = Signal.like(xbuf.mem_addr, name=f"{name}_addr")
-    word = Signal.like(data, name=f"{name}_data")
+    (XBuffers' timing contract) is then never written while it is still read. Address and
+    data have no reset: they count only beside the enable (a reset of the data was the
+    reset's largest load, 512 of its 656 flip-flops on the ECP5-85k mix, 6.3 ns of routing
+    to the farthest)."""
+    addr = Signal.like(xbuf.mem_addr, name=f"{name}_addr", reset_less=True)
+    word = Signal.like(data, name=f"{name}_data", reset_less=True)
     enable = Signal(name=f"{name}_en")
     m.d.sync += [addr.eq(xbuf.mem_addr), word.eq(data), enable.eq(xbuf.mem_en)]
     return addr, word, enable

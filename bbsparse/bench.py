@@ -226,6 +226,15 @@ def _core_label(name: str, core: str) -> str:
     return name if core == "fit" else f"{name} ({core} core)"
 
 
+def _placer(core: str) -> str:
+    """nextpnr's placer for a `core`: the static placer for the mix (the 85k's places and
+    routes in about 15 minutes with it, 40-85 with HeAP, and no slower a clock: DESIGN
+    §12.8), nextpnr's default for the others, whose figures it made."""
+    from .synth.flow import DEFAULT_PLACER
+
+    return "static" if core == "mix" else DEFAULT_PLACER
+
+
 def _folder(out: Path, name: str, core: str) -> Path:
     return out / "synth" / (name if core == "fit" else f"{name}-{core}")
 
@@ -233,15 +242,18 @@ def _folder(out: Path, name: str, core: str) -> Path:
 def _reusable(out: Path, name: str, config: Config, reuse: bool,
               core: str = "fit") -> Path | None:
     """The report of an earlier run `--reuse-synth` may take: same configuration, the same
-    Verilog of the synthesis top and the same Yosys script (a change of the RTL, of the top
-    or of the flow's synthesis commands is a new run)."""
-    from .synth.flow import SYNTH_SCRIPT, TOP_NAME, synth_script
+    Verilog of the synthesis top, the same Yosys script and the same placer (a change of
+    the RTL, of the top or of the flow's synthesis commands is a new run)."""
+    from .synth.flow import DEFAULT_PLACER, SYNTH_SCRIPT, TOP_NAME, synth_script
     from .synth.targets import TARGETS
 
     folder = _folder(out, name, core)
     previous = folder / "report.json"
-    if not (reuse and previous.exists()
-            and json.loads(previous.read_text())["parameters"] == config.to_dict()):
+    if not (reuse and previous.exists()):
+        return None
+    report = json.loads(previous.read_text())
+    if report["parameters"] != config.to_dict() \
+            or report.get("placer", DEFAULT_PLACER) != _placer(core):
         return None
     verilog = folder / f"{TOP_NAME}.v"
     if not verilog.exists() or verilog.read_text() != _top_verilog(name, config):
@@ -288,14 +300,15 @@ FPGA_WORKERS = 2
 FPGA_SEED_FACTOR = 2.0
 
 
-def _more_seeds(target, folder: Path, report: dict) -> dict:
+def _more_seeds(target, folder: Path, report: dict, placer: str) -> dict:
     """Fmax over FPGA_SEEDS seeds for a reused report written without them: nextpnr again
     on its netlist with the seeds after its own."""
     from .synth.flow import fmax_over_seeds, seed_figures
 
     first = report.get("seed", 1)
     found = fmax_over_seeds(folder, target, range(first + 1, first + FPGA_SEEDS),
-                            report["fmax"]["constraint_mhz"], workers=FPGA_WORKERS)
+                            report["fmax"]["constraint_mhz"], workers=FPGA_WORKERS,
+                            placer=placer)
     return seed_figures({first: report["fmax"]["achieved_mhz"], **found})
 
 
@@ -319,12 +332,12 @@ def fpga_runs(targets, out: Path, reuse: bool, seed: int, steps: Steps | None = 
             begin(f"FPGA {label}: reusing {previous}")
             report = json.loads(previous.read_text())
             if "fmax_seeds" not in report and (folder / "synth.json").exists():
-                report["fmax_seeds"] = _more_seeds(target, folder, report)
+                report["fmax_seeds"] = _more_seeds(target, folder, report, _placer(core))
         else:
             begin(f"FPGA {label}: {config.lanes} lanes x {config.pes} PEs through Yosys and "
                   f"nextpnr, {FPGA_SEEDS} placement seeds")
             report = run_flow(target, config, folder, seeds=FPGA_SEEDS,
-                              workers=FPGA_WORKERS).report
+                              workers=FPGA_WORKERS, placer=_placer(core)).report
         rng = np.random.default_rng(seed)
         rows = 32 * config.pes
         W = prune.PRUNERS["bbs"](rng.integers(-128, 128, size=(rows, config.cols)),

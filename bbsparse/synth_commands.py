@@ -33,6 +33,8 @@ from bbsparse.cliutil import (
 from bbsparse.golden.config import Config, ConfigError, parse_overrides
 from bbsparse.synth.boards import BOARDS, build_board
 from bbsparse.synth.flow import (
+    DEFAULT_PLACER,
+    PLACERS,
     TIMING_NOT_MET_STATUS,
     FlowError,
     default_folder,
@@ -111,6 +113,10 @@ def add_synth(subparsers) -> None:
                         default=1, metavar="N",
                         help="also place and route with the next N-1 seeds (2 at a time) and "
                              "report Fmax min / median over the N (default 1)")
+    parser.add_argument("--placer", choices=list(PLACERS), default=DEFAULT_PLACER,
+                        help="nextpnr's placer: heap (default, nextpnr's own) or static "
+                             "(electrostatic: the ECP5-85k mix places and routes in about 15 "
+                             "minutes instead of 40-85, DESIGN section 12.8)")
     parser.add_argument("--ram", choices=list(RAM_POLICIES), default="auto",
                         help="where memories go: auto (Yosys' choice), lutram (ECP5: no block "
                              "RAM, synth_ecp5 -nobram: no EBR clock-to-output in the read "
@@ -164,7 +170,7 @@ def run_synth(args) -> int:
         out = Path(args.out) if args.out else default_folder(target, config, args.ram)
         check_folder(out)  # before any tool: a folder it cannot write is refused now
         result = run_flow(target, config, out, args.freq, args.seed, fit_info, args.ram,
-                          seeds=args.seeds)
+                          seeds=args.seeds, placer=args.placer)
     except (FitError, FlowError) as exc:
         raise CliError(str(exc)) from None
     if not result.met:

@@ -42,7 +42,8 @@ from .families import FamilyPlatform, figure
 from .targets import TOP_NAME, FitError, Target, fit_check, require_fit
 from .tools import FlowError, run_step, yowasp
 
-__all__ = ["run_flow", "fit_search", "parse_nextpnr_report", "parse_yosys_stat",
+__all__ = ["run_flow", "PLACERS", "DEFAULT_PLACER", "fit_search", "parse_nextpnr_report",
+           "parse_yosys_stat",
            "classify_cell", "build_report", "default_folder", "pes_text", "progress",
            "FlowError", "FlowResult", "dsp_register_check", "timing_figures",
            "w_stream_figures", "throughput_figures", "weight_capacity", "fmax_over_seeds",
@@ -207,22 +208,34 @@ def synth_script(target: Target, ram: str = "auto") -> str:
             f"tee -q -o yosys_stat.json stat -json\n")
 
 
+#: nextpnr's placers ``bbsparse synth --placer`` offers. "heap" (analytic, nextpnr's
+#: default) made every figure of the tables; "static" (electrostatic) placed the ECP5-85k's
+#: 64 x 5 mix in minutes where HeAP's annealing took 10-30, and routed it faster and better
+#: (DESIGN §12.8).
+PLACERS = ("heap", "static")
+DEFAULT_PLACER = "heap"
+
+
 def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None = None,
              seed: int = 1, fit_info: dict | None = None, ram: str = "auto", *,
-             core=None, extra=(), seeds: int = 1, workers: int = 2) -> FlowResult:
+             core=None, extra=(), seeds: int = 1, workers: int = 2,
+             placer: str = DEFAULT_PLACER) -> FlowResult:
     """Check, synthesise, place, route and pack `config` for `target` into `out`.
 
     `core` replaces the core `config` selects by another design built on it (a compiled
     model, DESIGN §16), whose memories beside the core's are `extra` (for the fit check).
     With `seeds` > 1, nextpnr also places and routes the same netlist with the next
     ``seeds - 1`` seeds (`workers` at a time, :func:`fmax_over_seeds`) and the report gains
-    ``fmax_seeds`` (min / median); the bitstream is `seed`'s.
+    ``fmax_seeds`` (min / median); the bitstream is `seed`'s. `placer`: nextpnr's placer
+    (:data:`PLACERS`), for every seed.
 
     A missed constraint does not stop the flow: ``report["timing"]["met"]`` (and
     :attr:`FlowResult.met`) says so, for the caller to act on (``bbsparse synth`` exits with
     :data:`TIMING_NOT_MET_STATUS`)."""
     family = target.family
     freq = float(freq_mhz or target.freq_mhz)
+    if placer not in PLACERS:
+        raise FlowError(f"placer must be one of {', '.join(PLACERS)}, not {placer!r}")
     fit = require_fit(target, config, ram, extra)  # the --ram policy too
     synth_command = family.synth_command(ram)
     t0 = time.monotonic()
@@ -305,7 +318,7 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
     argv = [tools["nextpnr"], *family.nextpnr_device_args(target), "--json", netlist.name,
             *family.nextpnr_layout_args(constraints.name, placed.name),
             "--freq", f"{freq:g}", "--report", pnr_report_path.name, "--timing-allow-fail",
-            "--seed", str(seed), "-q", "-l", pnr_log.name]
+            "--seed", str(seed), "--placer", placer, "-q", "-l", pnr_log.name]
     seconds = run_step(name, argv, out / "nextpnr.stdout.log", out, title=title)
     pnr = parse_nextpnr_report(json.loads(pnr_report_path.read_text()), target)
     steps["nextpnr"] = {"seconds": round(seconds, 2), "log": pnr_log.name}
@@ -319,7 +332,8 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
         progress(f"{title} ({min(workers, len(more))} at a time) ...")
         start = time.monotonic()
         found = fmax_over_seeds(out, target, more, freq, workers=workers,
-                                netlist=netlist.name, constraints=constraints.name)
+                                netlist=netlist.name, constraints=constraints.name,
+                                placer=placer)
         fmax_seeds = {**seed_figures({seed: fmax["achieved_mhz"], **found}),
                       "seconds": round(time.monotonic() - start, 2), "workers": workers}
         progress(f"{title}: Fmax over seeds {', '.join(map(str, fmax_seeds['seeds']))}: min "
@@ -339,6 +353,7 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
                           time.monotonic() - t0, fit_info, dsp_registers=dsp_registers,
                           ram=ram, fmax_seeds=fmax_seeds)
     report["ram"] = {"policy": ram, "yosys": synth_command}
+    report["placer"] = placer
     report_path = out / "report.json"
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     _print_summary(report)
@@ -633,7 +648,8 @@ def w_stream_figures(target: Target, config: Config, fmax_mhz: float,
 
 
 def fmax_over_seeds(out: Path, target: Target, seeds, freq_mhz: float, *, workers: int = 2,
-                    netlist: str = "synth.json", constraints: str | None = None) -> dict:
+                    netlist: str = "synth.json", constraints: str | None = None,
+                    placer: str = DEFAULT_PLACER) -> dict:
     """nextpnr's Fmax for each of `seeds` on the netlist a flow left in `out` (no bitstream),
     `workers` runs at a time; {seed: MHz}. Each run keeps its log, report and placed design
     in ``out/seeds/seed-<n>/``."""
@@ -650,7 +666,8 @@ def fmax_over_seeds(out: Path, target: Target, seeds, freq_mhz: float, *, worker
                 *family.nextpnr_layout_args(constraints,
                                             str(folder / f"{TOP_NAME}{family.placed_suffix}")),
                 "--freq", f"{freq_mhz:g}", "--report", str(report), "--timing-allow-fail",
-                "--seed", str(seed), "-q", "-l", str(folder / "nextpnr.log")]
+                "--seed", str(seed), "--placer", placer, "-q", "-l",
+                str(folder / "nextpnr.log")]
         run_step(family.nextpnr, argv, out / folder / "nextpnr.stdout.log", out)
         pnr = parse_nextpnr_report(json.loads((out / report).read_text()), target)
         return seed, pnr["fmax"]["achieved_mhz"]

@@ -293,7 +293,8 @@ def test_fpga_runs_report_seeds_timing_gops_per_dsp_and_the_w_stream(tmp_path, m
     monkeypatch.setattr(bench, "_run", lambda *a, **k: {"utilization_steady": 0.5,
                                                         "utilization": 0.4})
     [r] = bench.fpga_runs(["ice40-up5k"], tmp_path, reuse=False, seed=7)
-    assert calls == [{"seeds": bench.FPGA_SEEDS, "workers": bench.FPGA_WORKERS}]
+    assert calls == [{"seeds": bench.FPGA_SEEDS, "workers": bench.FPGA_WORKERS,
+                      "placer": "heap"}]
     assert r["core"] == "fit"
     assert (r["fmax_min_mhz"], r["fmax_median_mhz"], r["fmax_mhz"]) == (46.0, 48.19, 48.19)
     gops = 2 * 8 * 0.5 * 48.19 / 1000
@@ -381,6 +382,15 @@ def test_reuse_synth_takes_a_report_only_for_the_same_verilog(tmp_path):
     (folder / SYNTH_SCRIPT).write_text(script)
     assert bench._reusable(tmp_path, "ice40-up5k", config, True) == folder / "report.json"
     assert bench._reusable(tmp_path, "ice40-up5k", config, False) is None
+    # A report of another placer than the core's is a new run (the mix places with
+    # nextpnr's static placer, every other core with HeAP, the default a report without
+    # "placer" had).
+    assert bench._placer("mix") == "static" and bench._placer("fit") == "heap"
+    report = json.loads((folder / "report.json").read_text())
+    (folder / "report.json").write_text(json.dumps({**report, "placer": "static"}))
+    assert bench._reusable(tmp_path, "ice40-up5k", config, True) is None
+    (folder / "report.json").write_text(json.dumps({**report, "placer": "heap"}))
+    assert bench._reusable(tmp_path, "ice40-up5k", config, True) == folder / "report.json"
     other = Config(lanes=2, pes=1, bank_size=4, nnz_per_bank=2, cols=32, out_shift=1)
     assert bench._reusable(tmp_path, "ice40-up5k", other, True) is None
     (folder / f"{TOP_NAME}.v").write_text(text.replace("endmodule", "endmodule // old", 1))

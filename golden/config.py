@@ -50,6 +50,7 @@ LIMITS = {
     "acc_width": MAX_ACC_WIDTH,
     "tree_levels_per_stage": MAX_TREE_LEVELS_PER_STAGE,
     "product_registers": MAX_PRODUCT_REGISTERS,
+    "mixed_product_registers": MAX_PRODUCT_REGISTERS,
     "operand_registers": MAX_OPERAND_REGISTERS,
     "broadcast_registers": MAX_BROADCAST_REGISTERS,
     "vector_memory_bits": MAX_VECTOR_MEMORY_BITS,
@@ -108,6 +109,10 @@ class Config:
     # and the adder tree, each one more cycle of PE latency; one lets a DSP block's output
     # reach the fabric in a cycle of its own (the largest ECP5 fits, §12.8).
     product_registers: int = 0
+    # Micro-architecture (DESIGN §2.1): fabric registers added after every product of a PE
+    # that mixes hard and LUT multipliers, whose hard multipliers' outputs travel farthest
+    # to its adder tree (the ECP5-85k mix, §12.8); the other PEs' results wait for it.
+    mixed_product_registers: int = 0
     # Micro-architecture (DESIGN §2.1): fabric registers in front of every multiplier's
     # operands, each one more cycle of PE latency; one splits the route from a vector
     # bank's block RAM (or the w fan-out) to a DSP block's input (the ECP5 fits, §12.8).
@@ -189,6 +194,7 @@ class Config:
                           f"must not exceed the {what} (lanes x pes = {self.multipliers})")
             self._require_taken(name)
         for name, most in (("product_registers", MAX_PRODUCT_REGISTERS),
+                           ("mixed_product_registers", MAX_PRODUCT_REGISTERS),
                            ("operand_registers", MAX_OPERAND_REGISTERS),
                            ("broadcast_registers", MAX_BROADCAST_REGISTERS)):
             self._require(name, 0 <= getattr(self, name) <= most, f"must be from 0 to {most}")

@@ -32,7 +32,11 @@ class MACArray(wiring.Component):
     Multipliers: the last ``config.lut_multipliers`` (PE-major: PE ``p``'s lane ``l`` is
     multiplier ``p*lanes + l``) are LUT multipliers, the others the platform's
     (:class:`PE`). With any LUT multiplier, every PE runs at the LUT multiplier's latency
-    (:meth:`multiplier_latency_of`), so all PEs stay in lockstep.
+    (:meth:`multiplier_latency_of`), so all PEs stay in lockstep. A PE that mixes both kinds
+    takes ``config.mixed_product_registers`` more cycles (:meth:`pe_multiplier_latency_of`):
+    its hard multipliers' products travel farthest, to an adder tree the placer puts among
+    its LUT lanes (DESIGN §2.1); every other PE's result waits for it in registers after
+    its accumulator, so the rows still leave together.
     """
 
     def __init__(self, config: Config):
@@ -63,9 +67,23 @@ class MACArray(wiring.Component):
         return latency
 
     @staticmethod
+    def pe_multiplier_latency_of(config: Config, pe: int) -> int:
+        """PE `pe`'s multiplier cycles: :meth:`multiplier_latency_of`, and
+        ``config.mixed_product_registers`` more when the PE mixes hard and LUT multipliers."""
+        mixed = 0 < config.lut_lanes_of(pe) < config.lanes
+        return (MACArray.multiplier_latency_of(config)
+                + (config.mixed_product_registers if mixed else 0))
+
+    @staticmethod
+    def pe_latency_of(config: Config, pe: int) -> int:
+        """Cycles from a beat at PE `pe`'s inputs to its row's result at its `acc`."""
+        return PE.latency_of(config.lanes, config.tree_levels_per_stage,
+                             MACArray.pe_multiplier_latency_of(config, pe),
+                             config.operand_registers)
+
+    @staticmethod
     def latency_of(config: Config) -> int:
-        return (PE.latency_of(config.lanes, config.tree_levels_per_stage,
-                              MACArray.multiplier_latency_of(config), config.operand_registers)
+        return (max(MACArray.pe_latency_of(config, pe) for pe in range(config.pes))
                 + OutputStage.LATENCY)
 
     @property
@@ -75,12 +93,16 @@ class MACArray(wiring.Component):
     def elaborate(self, platform):
         c = self._config
         m = Module()
+        slowest = max(self.pe_latency_of(c, index) for index in range(c.pes))
         for index in range(c.pes):
             pe = PE(lanes=c.lanes, weight_width=c.weight_width, act_width=c.act_width,
                     acc_width=c.acc_width, tree_levels_per_stage=c.tree_levels_per_stage,
                     lut_lanes=c.lut_lanes_of(index),
-                    multiplier_latency=self.multiplier_latency_of(c),
+                    multiplier_latency=self.pe_multiplier_latency_of(c, index),
                     operand_registers=c.operand_registers)
+            # A PE faster than the slowest (one that mixes multipliers) holds its result
+            # until the slowest one's: one register per accumulator bit and cycle.
+            wait = slowest - pe.latency
             stage = OutputStage(acc_width=c.acc_width, out_width=c.out_width,
                                 out_shift=c.out_shift, relu=c.relu)
             m.submodules[f"pe{index}"] = pe
@@ -94,12 +116,13 @@ class MACArray(wiring.Component):
                 pe.valid.eq(self.valid),
                 pe.first.eq(self.first),
                 pe.last.eq(self.last),
-                stage.acc.eq(pe.acc),
+                stage.acc.eq(delay(m, pe.acc, wait, f"pe{index}_acc_wait", reset_less=True)),
                 self.y[index].eq(stage.y),
             ]
-        # All PEs work in lockstep: the last PE's row-complete strobe stands for all.
+        # All PEs work in lockstep: the last PE's row-complete strobe, once every PE's result
+        # is there, stands for all.
         m.d.comb += [
-            self.y_valid.eq(delay(m, pe.acc_valid, stage.latency, "row_valid")),
+            self.y_valid.eq(delay(m, pe.acc_valid, wait + stage.latency, "row_valid")),
             # `tlast` counts only beside `y_valid`: no reset.
             self.y_tlast.eq(delay(m, self.tlast, self.latency, "row_tlast", reset_less=True)),
         ]

@@ -25,11 +25,12 @@ RTL_CONFIGS = {
     # LUT multipliers (odd widths: Booth digits of a 7-bit weight) in the last 6 lanes, PE 1
     # mixed, every PE at the LUT latency; the last 5 vector banks in LUT RAM, the others
     # placed in block RAM; two product registers after every DSP multiplier (the LUT
-    # multipliers' last stages count as theirs) and two operand registers in front of every
-    # multiplier; two broadcast registers.
+    # multipliers' last stages count as theirs), one more in the mixed PE 1 (PEs 0 and 2
+    # wait for it), and two operand registers in front of every multiplier; two broadcast
+    # registers.
     "lut-lanes": dict(lanes=4, pes=3, bank_size=4, nnz_per_bank=2, cols=64, weight_width=7,
                       act_width=6, lut_multipliers=6, lutram_banks=5, product_registers=2,
-                      operand_registers=2, broadcast_registers=2),
+                      mixed_product_registers=1, operand_registers=2, broadcast_registers=2),
     # More lanes than one broadcast copy drives (BBSSpMV.BROADCAST_LANES = 16): each PE's
     # banks in two groups (16 + 4 lanes), each with copies of its own; LUT RAM from PE 0's
     # lane 15 on (across the groups' boundary), LUT multipliers in PE 1.

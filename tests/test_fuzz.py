@@ -80,6 +80,7 @@ VALID = {
     "lut_multipliers": st.one_of(st.just(0), st.integers(0, 16)),
     "lutram_banks": st.one_of(st.just(0), st.integers(0, 16)),
     "product_registers": st.one_of(st.just(0), st.integers(0, 5)),
+    "mixed_product_registers": st.one_of(st.just(0), st.integers(0, 5)),
     "operand_registers": st.one_of(st.just(0), st.integers(0, 5)),
     "broadcast_registers": st.one_of(st.just(0), st.integers(0, 5)),
 }

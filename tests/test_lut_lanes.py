@@ -133,6 +133,27 @@ def test_pipeline_registers_rules_and_latency(key):
                 == max(LUTMultiplier.DEFAULT_LATENCY, 2 + extra)
 
 
+def test_mixed_product_registers_only_in_a_mixed_pe():
+    """Only a PE that mixes hard and LUT multipliers takes the extra product registers; the
+    MAC array's latency is its slowest PE's."""
+    # Default core: 8 lanes x 2 PEs. 4 LUT multipliers: PE 1 mixes, PE 0 does not.
+    mixed = Config(lut_multipliers=4, mixed_product_registers=2)
+    plain = Config(lut_multipliers=4)
+    assert [MACArray.pe_multiplier_latency_of(mixed, pe) for pe in range(2)] == \
+        [LUTMultiplier.DEFAULT_LATENCY, LUTMultiplier.DEFAULT_LATENCY + 2]
+    assert MACArray.latency_of(mixed) - MACArray.latency_of(plain) == 2
+    # No PE mixes (all DSP; PE 1 all LUT): nothing changes.
+    for lut in (0, 8, 16):
+        assert MACArray.latency_of(Config(lut_multipliers=lut, mixed_product_registers=3)) \
+            == MACArray.latency_of(Config(lut_multipliers=lut))
+    with pytest.raises(ConfigError, match=r"^mixed_product_registers must be from 0 to 4, "
+                                          r"not 5$"):
+        Config(mixed_product_registers=5)
+    with pytest.raises(ConfigError, match="mixed_product_registers must be 0 for pattern "
+                                          "'cbs'"):
+        Config(pattern="cbs", mixed_product_registers=1)
+
+
 def test_broadcast_registers_rules_and_latency():
     """Each broadcast register is one more memory cycle of the BBS core (DESIGN §14.1), and
     only the BBS core takes them."""

@@ -117,6 +117,10 @@ def add_synth(subparsers) -> None:
                         help="nextpnr's placer: heap (default, nextpnr's own) or static "
                              "(electrostatic: the ECP5-85k mix places and routes in about 20 "
                              "minutes instead of 40-85, DESIGN section 12.8)")
+    parser.add_argument("--dsp-floorplan", action="store_true",
+                        help="place every hard multiplier at a DSP site of its own PE's band "
+                             "of columns (targets with a DSP site list: ecp5-85k) instead of "
+                             "where nextpnr would, DESIGN section 12.8")
     parser.add_argument("--ram", choices=list(RAM_POLICIES), default="auto",
                         help="where memories go: auto (Yosys' choice), lutram (ECP5: no block "
                              "RAM, synth_ecp5 -nobram: no EBR clock-to-output in the read "
@@ -171,7 +175,8 @@ def run_synth(args) -> int:
         out = Path(args.out) if args.out else default_folder(target, config, args.ram)
         check_folder(out)  # before any tool: a folder it cannot write is refused now
         result = run_flow(target, config, out, args.freq, args.seed, fit_info, args.ram,
-                          seeds=args.seeds, placer=args.placer)
+                          seeds=args.seeds, placer=args.placer,
+                          dsp_floorplan=args.dsp_floorplan)
     except (FitError, FlowError) as exc:
         raise CliError(str(exc)) from None
     if not result.met:

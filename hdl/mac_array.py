@@ -94,12 +94,16 @@ class MACArray(wiring.Component):
         c = self._config
         m = Module()
         slowest = max(self.pe_latency_of(c, index) for index in range(c.pes))
+        # A platform with a DSP floorplan gives every PE's hard multipliers their sites.
+        hard = [c.lanes - c.lut_lanes_of(index) for index in range(c.pes)]
+        sites = (platform.multiplier_sites(hard) if hasattr(platform, "multiplier_sites")
+                 else [None] * c.pes)
         for index in range(c.pes):
             pe = PE(lanes=c.lanes, weight_width=c.weight_width, act_width=c.act_width,
                     acc_width=c.acc_width, tree_levels_per_stage=c.tree_levels_per_stage,
                     lut_lanes=c.lut_lanes_of(index),
                     multiplier_latency=self.pe_multiplier_latency_of(c, index),
-                    operand_registers=c.operand_registers)
+                    operand_registers=c.operand_registers, sites=sites[index])
             # A PE faster than the slowest (one that mixes multipliers) holds its result
             # until the slowest one's: one register per accumulator bit and cycle.
             wait = slowest - pe.latency

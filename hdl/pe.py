@@ -39,7 +39,8 @@ class PE(wiring.Component):
       chains only, never a DSP block) of latency `multiplier_latency`, on every platform and
       in simulation alike;
     - the others, platform hook: when the platform has ``get_multiplier(a_width, b_width)``
-      and it returns a multiplier (ports ``a``, ``b``, ``p``, ``latency`` 2) rather than None,
+      (with ``site=``, the place `sites` gives the lane, when it gives one) and it returns
+      a multiplier (ports ``a``, ``b``, ``p``, ``latency`` 2) rather than None,
       the lane uses it in place of its operand registers, ``*`` and product register (the
       ECP5's MULT18X18D with its own registers: Yosys would keep the registers in the
       fabric); otherwise the fabric's registers and ``*``, which Yosys maps to the device's
@@ -52,7 +53,7 @@ class PE(wiring.Component):
 
     def __init__(self, *, lanes: int, weight_width: int, act_width: int, acc_width: int,
                  tree_levels_per_stage: int = 1, lut_lanes: int = 0,
-                 multiplier_latency: int = 2, operand_registers: int = 0):
+                 multiplier_latency: int = 2, operand_registers: int = 0, sites=None):
         require_positive(lanes=lanes, weight_width=weight_width, act_width=act_width,
                          acc_width=acc_width, tree_levels_per_stage=tree_levels_per_stage)
         product = weight_width + act_width
@@ -71,6 +72,11 @@ class PE(wiring.Component):
                 or operand_registers < 0:
             raise ValueError(f"operand_registers must be a non-negative integer, not "
                              f"{operand_registers!r}")
+        # The hard multipliers' places on the device, in lane order (None: the placer's).
+        self._sites = list(sites) if sites is not None else [None] * (lanes - lut_lanes)
+        if len(self._sites) != lanes - lut_lanes:
+            raise ValueError(f"sites must name one place per hard multiplier "
+                             f"({lanes - lut_lanes}), not {len(self._sites)}")
         self._operand_registers = operand_registers
         self._lut_lanes = lut_lanes
         self._multiplier_latency = multiplier_latency
@@ -124,7 +130,9 @@ class PE(wiring.Component):
             if get_multiplier is None:
                 multipliers.append(None)
                 continue
-            mult = get_multiplier(self._act_width, self._weight_width)
+            site = self._sites[lane]
+            mult = get_multiplier(self._act_width, self._weight_width,
+                                  **({"site": site} if site is not None else {}))
             latency = getattr(mult, "latency", None)
             if mult is not None and latency != 2:
                 raise ValueError(f"the platform's multiplier must have latency 2 (the PE's "

@@ -39,7 +39,7 @@ from ..golden.config import Config, ConfigError
 from ..hdl.generate import write_if_changed
 from ..toolchain import package_versions
 from .families import FamilyPlatform, figure
-from .targets import TOP_NAME, FitError, Target, fit_check, require_fit
+from .targets import TARGETS, TOP_NAME, FitError, Target, fit_check, require_fit
 from .tools import FlowError, run_step, yowasp
 
 __all__ = ["run_flow", "PLACERS", "DEFAULT_PLACER", "nextpnr_argv", "fit_search",
@@ -181,16 +181,19 @@ def progress(text: str, end: str = "\n") -> None:
     print(text, end=end, flush=True)
 
 
-def synth_top_verilog(target: Target, config: Config, ram: str = "auto", core=None):
+def synth_top_verilog(target: Target, config: Config, ram: str = "auto", core=None, *,
+                      dsp_floorplan: bool = False):
     """(the synthesis top, its Verilog) of `config` on `target`, as :func:`run_flow`
-    writes it to ``TOP_NAME.v`` (no source locations: the same text for the same RTL)."""
+    writes it to ``TOP_NAME.v`` (no source locations: the same text for the same RTL).
+    `dsp_floorplan`: every hard multiplier at the site the target's floorplan gives it."""
     from amaranth.back import verilog
 
     from .top import SynthTop
 
     top = SynthTop(config, core)
+    sites = target.dsp_sites if dsp_floorplan else ()
     return top, verilog.convert(top, name=TOP_NAME, emit_src=False,
-                                platform=FamilyPlatform(target.family, target, ram))
+                                platform=FamilyPlatform(target.family, target, ram, sites))
 
 
 #: The Yosys script :func:`run_flow` writes into its output folder.
@@ -219,7 +222,7 @@ DEFAULT_PLACER = "heap"
 def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None = None,
              seed: int = 1, fit_info: dict | None = None, ram: str = "auto", *,
              core=None, extra=(), seeds: int = 1, workers: int = 2,
-             placer: str = DEFAULT_PLACER) -> FlowResult:
+             placer: str = DEFAULT_PLACER, dsp_floorplan: bool = False) -> FlowResult:
     """Check, synthesise, place, route and pack `config` for `target` into `out`.
 
     `core` replaces the core `config` selects by another design built on it (a compiled
@@ -227,7 +230,9 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
     With `seeds` > 1, nextpnr also places and routes the same netlist with the next
     ``seeds - 1`` seeds (`workers` at a time, :func:`fmax_over_seeds`) and the report gains
     ``fmax_seeds`` (min / median); the bitstream is `seed`'s. `placer`: nextpnr's placer
-    (:data:`PLACERS`), for every seed.
+    (:data:`PLACERS`), for every seed. `dsp_floorplan`: the hard multipliers at the sites
+    of the target's DSP floorplan (:func:`~.families.base.dsp_floorplan`), not where the
+    placer would put them; refused on a target with no DSP site list.
 
     A missed constraint does not stop the flow: ``report["timing"]["met"]`` (and
     :attr:`FlowResult.met`) says so, for the caller to act on (``bbsparse synth`` exits with
@@ -236,6 +241,9 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
     freq = float(freq_mhz or target.freq_mhz)
     if placer not in PLACERS:
         raise FlowError(f"placer must be one of {', '.join(PLACERS)}, not {placer!r}")
+    if dsp_floorplan and not target.dsp_sites:
+        raise FlowError(f"--dsp-floorplan: no DSP site list for {target.name} (targets with "
+                        f"one: {', '.join(t.name for t in TARGETS.values() if t.dsp_sites)})")
     fit = require_fit(target, config, ram, extra)  # the --ram policy too
     synth_command = family.synth_command(ram)
     t0 = time.monotonic()
@@ -256,7 +264,7 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
     # 1. Amaranth: the core behind the serial wrapper.
     progress(f"[1/4] amaranth: {TOP_NAME}.v", end="")
     start = time.monotonic()
-    top, text = synth_top_verilog(target, config, ram, core)
+    top, text = synth_top_verilog(target, config, ram, core, dsp_floorplan=dsp_floorplan)
     verilog_path = out / f"{TOP_NAME}.v"
     write_if_changed(verilog_path, text)
     (out / "config.toml").write_text(config.to_toml())
@@ -352,6 +360,7 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
                           ram=ram, fmax_seeds=fmax_seeds)
     report["ram"] = {"policy": ram, "yosys": synth_command}
     report["placer"] = placer
+    report["dsp_floorplan"] = dsp_floorplan
     report_path = out / "report.json"
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     _print_summary(report)

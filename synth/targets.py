@@ -84,6 +84,9 @@ class Target:
     fit_core: dict = field(default_factory=dict)
     #: What a ``--fit --fit-multipliers mix`` changes over :attr:`fit_core` (DESIGN §12.8).
     fit_core_mix: dict = field(default_factory=dict)
+    #: The DSP blocks' sites as nextpnr names them (BELs), for ``--dsp-floorplan``
+    #: (:func:`~.families.base.dsp_floorplan`); empty: not known, no floorplan.
+    dsp_sites: tuple = ()
 
     def __post_init__(self):
         if not isinstance(self.family, Family):
@@ -148,9 +151,17 @@ ICEBREAKER_PINS = {"clk": "35", "rst": "10", "sin": "6", "load": "4", "sout": "9
 ULX3S_PINS = {"clk": "G2", "rst": "R1", "sin": "M1", "load": "T1", "sout": "L4"}
 
 
+def _ecp5_dsp_sites(rows, blocks) -> tuple:
+    """The MULT18X18D sites of an ECP5 whose DSP rows are `rows` and whose DSP blocks start
+    at the columns `blocks`: four multipliers a block, at columns +0, +1, +4, +5 (BELs
+    MULT18_0, _1, _4, _5), as nextpnr-ecp5 placed the ECP5-85k's 156."""
+    return tuple(f"X{x + offset}/Y{y}/MULT18_{offset}" for y in rows for x in blocks
+                 for offset in (0, 1, 4, 5))
+
+
 def _ecp5(size: str, luts: int, dsps: int, ebrs: int, lutram_units: int,
           freq_mhz: float, broadcast_registers: int = 1, operand_registers: int = 1,
-          mix_broadcast_registers: int = 1) -> Target:
+          mix_broadcast_registers: int = 1, dsp_sites: tuple = ()) -> Target:
     return Target(
         name=f"ecp5-{size}", family=family_of("ecp5"), device=f"LFE5U-{size[:-1].upper()}F",
         package="CABGA381", board="ULX3S", pnr_device=size, luts=luts, ffs=luts, dsps=dsps,
@@ -180,6 +191,7 @@ def _ecp5(size: str, luts: int, dsps: int, ebrs: int, lutram_units: int,
         # crosses it (6.9 ns of routing): the 85k's mix takes two, the first one for all
         # (seed 1: 137.6 -> 148.2 MHz, 62,365 flip-flops; DESIGN §12.8).
         fit_core_mix=dict(operand_registers=0, broadcast_registers=mix_broadcast_registers),
+        dsp_sites=dsp_sites,
     )
 
 
@@ -198,7 +210,9 @@ TARGETS: dict[str, Target] = {
     "ecp5-25k": _ecp5("25k", 24288, 28, 56, 3036, 200.0),
     "ecp5-45k": _ecp5("45k", 43848, 72, 108, 5481, 180.0),
     "ecp5-85k": _ecp5("85k", 83640, 156, 208, 10455, 180.0, broadcast_registers=3,
-                      operand_registers=2, mix_broadcast_registers=2),
+                      operand_registers=2, mix_broadcast_registers=2,
+                      dsp_sites=_ecp5_dsp_sites((10, 34, 58), (4, 13, 22, 31, 40, 49, 58, 69,
+                                                               78, 87, 96, 105, 114))),
 }
 
 

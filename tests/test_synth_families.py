@@ -7,6 +7,7 @@ from amaranth.back import verilog
 
 from bbsparse.golden.config import Config
 from bbsparse.hdl.banks import VectorBanks
+from bbsparse.hdl.mac_array import MACArray
 from bbsparse.hdl.pe import PE
 from bbsparse.synth.boards import BOARDS
 from bbsparse.synth.families import (
@@ -21,7 +22,7 @@ from bbsparse.synth.families import (
     memory_choice,
     with_hooks,
 )
-from bbsparse.synth.families.base import register
+from bbsparse.synth.families.base import dsp_floorplan, register
 from bbsparse.synth.families.ecp5 import ECP5BlockRam, ECP5Multiplier
 from bbsparse.synth.families.ice40 import ICE40Multiplier
 from bbsparse.synth.targets import TARGETS
@@ -157,6 +158,51 @@ def test_pe_takes_the_ecp5_multiplier():
                            platform=FamilyPlatform(ECP5))
     assert text.count("MULT18X18D #(") == 2 and "lane1_product" not in text
     assert '.REG_INPUTA_CLK("CLK0")' in text and '.REG_OUTPUT_CLK("CLK0")' in text
+
+
+def test_dsp_floorplan_gives_each_pe_a_band_of_columns():
+    """The ECP5-85k's 156 sites (3 DSP rows): each PE's hard multipliers in a band of
+    columns of their own over every row, handed out row by row; none twice."""
+    sites = TARGETS["ecp5-85k"].dsp_sites
+    assert len(sites) == len(set(sites)) == 156
+    plan = dsp_floorplan(sites, [64, 64, 28, 0, 0])
+    assert [len(group) for group in plan] == [64, 64, 28, 0, 0]
+    assert len({site for group in plan for site in group}) == 156
+
+    def place(site):
+        x, y, _ = site.split("/")
+        return int(x[1:]), int(y[1:])
+    bands = [[place(site) for site in group] for group in plan[:3]]
+    for left, right in zip(bands, bands[1:]):
+        # At most one column shared at a band's edge (64 is not a multiple of 3 rows).
+        assert max(x for x, _ in left) <= min(x for x, _ in right)
+    for band in bands:
+        assert {y for _, y in band} == {10, 34, 58}
+        assert band == sorted(band, key=lambda p: (p[1], p[0]))  # row by row
+    # Fewer sites than multipliers, or no sites: the placer's choice.
+    assert dsp_floorplan(sites[:10], [8, 4]) == [[None] * 8, [None] * 4]
+    assert dsp_floorplan((), [2]) == [[None, None]]
+    with pytest.raises(ValueError, match="X<x>/Y<y>/<bel>, not 'MULT18_0'"):
+        dsp_floorplan(("MULT18_0",), [1])
+
+
+def test_pe_places_its_ecp5_multipliers_at_their_sites():
+    platform = FamilyPlatform(ECP5, TARGETS["ecp5-85k"], "auto",
+                              TARGETS["ecp5-85k"].dsp_sites)
+    sites = platform.multiplier_sites([2])[0]
+    text = verilog.convert(PE(**PE_PARAMS, sites=sites), name="pe", emit_src=False,
+                           platform=platform)
+    assert [f'(* BEL = "{site}" *)' in text for site in sites] == [True, True]
+    assert "BEL" not in verilog.convert(PE(**PE_PARAMS), name="pe", emit_src=False,
+                                        platform=FamilyPlatform(ECP5))
+    with pytest.raises(ValueError, match=r"one place per hard multiplier \(1\), not 2"):
+        PE(**PE_PARAMS, lut_lanes=1, sites=sites)
+    # The MAC array hands each PE its own hard multipliers' sites: 8 + 4 of them.
+    array = verilog.convert(MACArray(Config(lut_multipliers=4)), name="mac", emit_src=False,
+                            platform=platform)
+    plan = dsp_floorplan(TARGETS["ecp5-85k"].dsp_sites, [8, 4])
+    assert array.count("(* BEL = ") == 12
+    assert all(f'(* BEL = "{site}" *)' in array for group in plan for site in group)
 
 
 def test_pe_takes_the_ice40_multiplier():

@@ -268,6 +268,11 @@ def test_the_placer_reaches_every_seed(tmp_path, monkeypatch):
     assert fmax_over_seeds(tmp_path, UP5K, [2], 60.0) == {2: 52.0}
     with pytest.raises(flow.FlowError, match="placer must be one of heap, static, not 'sa'"):
         flow.run_flow(UP5K, Config(), tmp_path / "out", placer="sa")
+    # A DSP floorplan needs the target's site list.
+    with pytest.raises(flow.FlowError, match="--dsp-floorplan: no DSP site list for "
+                                             "ice40-up5k .targets with one: ecp5-85k."):
+        flow.run_flow(UP5K, Config(), tmp_path / "out", dsp_floorplan=True)
+    assert not (tmp_path / "out").exists()
     assert not (tmp_path / "out").exists()
 
 

@@ -4,6 +4,7 @@ answers (:class:`PlatformHooks`); see the package docstring."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from ...hdl.pipeline import COPY_ATTRIBUTE
@@ -200,7 +201,7 @@ class Family:
 
     # -- platform hooks (see the module docstring) --
 
-    def get_multiplier(self, a_width: int, b_width: int):
+    def get_multiplier(self, a_width: int, b_width: int, site: str | None = None):
         return None
 
     def get_memory(self, memory):
@@ -236,6 +237,35 @@ def register(*families: Family) -> dict[str, Family]:
 # -- the platform hooks ------------------------------------------------------------------------
 
 
+_SITE = re.compile(r"^X(\d+)/Y(\d+)/\w+$")
+
+
+def dsp_floorplan(sites, counts) -> list[list]:
+    """Which of the DSP `sites` (nextpnr BEL names ``X<x>/Y<y>/<bel>``) each hard multiplier
+    takes: ``counts[g]`` multipliers in group ``g`` (a PE's), in order. Each group takes the
+    next ``counts[g]`` sites from the left, column by column (so a PE's DSP blocks lie in one
+    band of columns over every DSP row, not spread over the die), and hands them to its
+    multipliers row by row, left to right (so neighbouring lanes, which the adder tree adds
+    first, are neighbouring blocks) (DESIGN §12.8). Without sites, or with more multipliers
+    than sites, every multiplier's site is None: the placer's choice."""
+    counts = list(counts)
+    if not sites or sum(counts) > len(sites):
+        return [[None] * count for count in counts]
+    located = []
+    for site in sites:
+        match = _SITE.match(site)
+        if not match:
+            raise ValueError(f"a DSP site must be named X<x>/Y<y>/<bel>, not {site!r}")
+        located.append((int(match[1]), int(match[2]), site))
+    located.sort()
+    plan, start = [], 0
+    for count in counts:
+        band = sorted(located[start:start + count], key=lambda s: (s[1], s[0]))
+        plan.append([site for _, _, site in band])
+        start += count
+    return plan
+
+
 class PlatformHooks:
     """The hooks a block asks its platform for (module docstring), answered by the family in
     :attr:`fpga_family`. Mixed into :class:`FamilyPlatform` and into amaranth-boards
@@ -245,9 +275,17 @@ class PlatformHooks:
     fpga_family: Family
     #: The ``--ram`` policy the vendor memories follow (that of the Yosys run after them).
     ram: str = "auto"
+    #: The device's DSP sites (nextpnr's BEL names) the hard multipliers are placed at
+    #: (:func:`dsp_floorplan`); empty: wherever the placer puts them.
+    dsp_sites: tuple = ()
 
-    def get_multiplier(self, a_width: int, b_width: int):
-        return self.fpga_family.get_multiplier(a_width, b_width)
+    def get_multiplier(self, a_width: int, b_width: int, site: str | None = None):
+        return self.fpga_family.get_multiplier(a_width, b_width, site)
+
+    def multiplier_sites(self, counts) -> list[list]:
+        """Per group of hard multipliers (a PE's, `counts` of them each), the site of each
+        (:func:`dsp_floorplan`), or None for each when the platform has no sites."""
+        return dsp_floorplan(self.dsp_sites, counts)
 
     def get_registered_memory(self, width: int, depth: int, ram: str | None = None):
         # `ram`: a memory's own placement (VectorBanks' "block"), over the flow's policy.
@@ -268,7 +306,7 @@ class FamilyPlatform(PlatformHooks):
     else of an Amaranth platform (no resources, no get_ff_sync...), so every other library
     component elaborates as without a platform."""
 
-    def __init__(self, family: Family, target=None, ram: str = "auto"):
+    def __init__(self, family: Family, target=None, ram: str = "auto", dsp_sites=()):
         if not isinstance(family, Family):
             raise TypeError(f"family must be a Family, not {family!r}")
         if ram not in RAM_POLICIES:
@@ -276,6 +314,7 @@ class FamilyPlatform(PlatformHooks):
         self.fpga_family = family
         self.target = target
         self.ram = ram
+        self.dsp_sites = tuple(dsp_sites)
 
     def __repr__(self):
         what = self.target.name if self.target is not None else self.fpga_family.name

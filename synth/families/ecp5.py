@@ -47,7 +47,8 @@ class ECP5Multiplier(wiring.Component):
     #: Clock edges from ``a`` / ``b`` to their product at ``p`` (input and output registers).
     latency = 2
 
-    def __init__(self):
+    def __init__(self, site: str | None = None):
+        self._site = site
         super().__init__({"a": In(signed(18)), "b": In(signed(18)), "p": Out(signed(36))})
 
     def elaborate(self, platform):
@@ -56,8 +57,10 @@ class ECP5Multiplier(wiring.Component):
         ports.update({f"i_B{i}": self.b[i] for i in range(18)})
         ports.update({f"i_C{i}": 0 for i in range(18)})
         ports.update({f"o_P{i}": self.p[i] for i in range(36)})
+        # A site (nextpnr's BEL name) fixes the block's place (dsp_floorplan).
+        attrs = {"a_BEL": self._site} if self._site else {}
         m.submodules.mult = Instance(
-            "MULT18X18D",
+            "MULT18X18D", **attrs,
             p_REG_INPUTA_CLK="CLK0", p_REG_INPUTB_CLK="CLK0", p_REG_PIPELINE_CLK="NONE",
             p_REG_OUTPUT_CLK="CLK0", p_CLK0_DIV="ENABLED", p_GSR="DISABLED",
             p_RESETMODE="SYNC",
@@ -235,10 +238,10 @@ class ECP5Family(Family):
         # change of register resets). Such names are made internal (`rename -hide`) first.
         return {"script_after_read": "proc\nflatten\nrename -hide w:*]"}
 
-    def get_multiplier(self, a_width: int, b_width: int):
+    def get_multiplier(self, a_width: int, b_width: int, site: str | None = None):
         if max(a_width, b_width) > 18:
             return None  # Yosys splits wider products over several blocks itself
-        return ECP5Multiplier()
+        return ECP5Multiplier(site)
 
     def get_registered_memory(self, width: int, depth: int, ram: str = "auto"):
         kind, _ = memory_choice(self.bram, True, depth, width, ram)

@@ -195,7 +195,8 @@ class ICE40Family(Family):
         # SB_MAC16 blocks are instantiated by get_multiplier).
         return {}
 
-    def get_multiplier(self, a_width: int, b_width: int):
+    def get_multiplier(self, a_width: int, b_width: int, site: str | None = None):
+        # No floorplan on the iCE40 (no target lists its SB_MAC16 sites): `site` unused.
         # As the fit check counts (DESIGN §12.2): a product narrower than dsp_min_product
         # bits, or with a 1-bit operand, stays in LUTs, as does one wider than the block.
         if (max(a_width, b_width) > self.dsp_width or min(a_width, b_width) < 2

@@ -173,7 +173,7 @@ def test_dsp_floorplan_gives_each_pe_a_band_of_columns():
         x, y, _ = site.split("/")
         return int(x[1:]), int(y[1:])
     bands = [[place(site) for site in group] for group in plan[:3]]
-    for left, right in zip(bands, bands[1:]):
+    for left, right in zip(bands[:-1], bands[1:], strict=True):
         # At most one column shared at a band's edge (64 is not a multiple of 3 rows).
         assert max(x for x, _ in left) <= min(x for x, _ in right)
     for band in bands:

@@ -93,7 +93,7 @@ class MACArray(wiring.Component):
     def elaborate(self, platform):
         c = self._config
         m = Module()
-        slowest = max(self.pe_latency_of(c, index) for index in range(c.pes))
+        slowest = self.latency - OutputStage.LATENCY  # the slowest PE's latency
         # A platform with a DSP floorplan gives every PE's hard multipliers their sites.
         hard = [c.lanes - c.lut_lanes_of(index) for index in range(c.pes)]
         sites = (platform.multiplier_sites(hard) if hasattr(platform, "multiplier_sites")

@@ -34,11 +34,17 @@ class CreditFIFO(wiring.Component):
     Ports: ``w_data``, ``w_en`` in; ``w_rdy`` out; ``r_data``, ``r_rdy`` out; ``r_en`` in;
     ``level`` out (words held, memory and registers).
 
-    `slices`: the memory is cut across its width into that many memories (bit ranges as
-    even as can be), each addressed by copies of its own of the two pointers (kept apart
-    through synthesis, :func:`~.pipeline.copy`), advanced by the same enables: a wide FIFO
-    spreads over the die, and one pointer would cross it to every memory (DESIGN §14.3).
+    `slices`: the FIFO is cut across its width into that many FIFOs (bit ranges as even as
+    can be), each with a control of its own (:attr:`CONTROL_REGISTERS`, kept apart through
+    synthesis, :func:`~.pipeline.copy`) driven by the same ``w_en`` and ``r_en``: a wide
+    FIFO spreads over the die, and one pointer or one enable would cross it to every memory
+    and register (DESIGN §14.3). The first slice's flags are the FIFO's.
     """
+
+    #: The registers of a slice's control: in a FIFO of several slices each slice has its
+    #: own, named with the slice's number after, and marked as copies.
+    CONTROL_REGISTERS = ("produce", "consume", "inner_level", "inner_any", "a_full", "b_full",
+                         "b_select", "out_valid", "move_data", "load_data")
 
     def __init__(self, *, width: int, depth: int, slices: int = 1):
         require_positive(width=width, slices=slices)
@@ -66,80 +72,94 @@ class CreditFIFO(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         inner = self.memory_words(self.depth)
+        bounds = [k * self.width // self.slices for k in range(self.slices + 1)]
+        heads, flags = [], []
+        for k, (lo, hi) in enumerate(pairwise(bounds)):
+            head, flag = self._slice(m, lo, hi, inner,
+                                     suffix="" if self.slices == 1 else f"{k}")
+            heads.append(head)
+            flags.append(flag)
+        # Every slice's control is the same machine on the same inputs, so their flags
+        # agree (the proof checks it): the first slice's speak for the FIFO.
+        out_valid, w_rdy, level = flags[0]
+        m.d.comb += [
+            self.w_rdy.eq(w_rdy),
+            self.level.eq(level),
+            self.r_rdy.eq(out_valid),
+            self.r_data.eq(Cat(*heads)),
+        ]
+        return m
+
+    def _slice(self, m, lo: int, hi: int, inner: int, *, suffix: str):
+        """Bits `lo` to `hi` of the FIFO: their memory, output registers and a control of
+        their own, whose registers are named with `suffix`. Return the slice's head and its
+        flags (``r_rdy``, ``w_rdy``, ``level``).
+
+        In a FIFO of several slices every control register is a copy of its own
+        (:data:`~.pipeline.COPY_ATTRIBUTE`): a slice's enables (`load_data`, `move_data`)
+        drive that slice's wide registers and memory alone, formed beside them from the
+        slice's own state; only ``w_en`` and ``r_en`` reach every slice (DESIGN §14.3)."""
+        width = hi - lo
+        sliced = self.slices > 1
+        kept = {COPY_ATTRIBUTE: 1} if sliced else {}
+
+        def register(name, shape=1, **kwargs):
+            return Signal(shape, name=name + suffix, **kwargs)
+
+        def control(name, shape=1, **kwargs):
+            return register(name, shape, attrs=kept, **kwargs)
+
         # At least one bit, also for a memory of one word (no zero-width wires in the
         # Verilog; a pointer that can only be 0 is a constant to synthesis).
-        produce = Signal(range(max(2, inner)), name="produce")
-        consume = Signal(range(max(2, inner)), name="consume")
-        inner_level = Signal(range(max(2, inner) + 1), name="inner_level")  # as the pointers
+        produce = control("produce", range(max(2, inner)))
+        consume = control("consume", range(max(2, inner)))
+        inner_level = control("inner_level", range(max(2, inner) + 1))  # as the pointers
         # `inner_level != 0`, kept as a register of its own.
-        inner_any = Signal(name="inner_any")
-        a_full = Signal(name="a_full")
+        inner_any = control("inner_any")
+        a_full = control("a_full")
         # `b_full` again, for the wide output multiplexer only: a copy of its own
         # (pipeline.copy), so that the flag the control loops through is not pulled among
         # the FIFO's wide registers by the select's fan-out (DESIGN §14.3). Both are marked:
         # of two registers with the same input Yosys keeps the marked one and drops the
         # other, so with only the copy marked the control read the copy again.
-        b_full = Signal(name="b_full", attrs={COPY_ATTRIBUTE: 1})
-        b_select = Signal(name="b_select", attrs={COPY_ATTRIBUTE: 1})
+        b_full = register("b_full", attrs={COPY_ATTRIBUTE: 1})
+        b_select = register("b_select", attrs={COPY_ATTRIBUTE: 1})
         # The data registers have no reset (`a_full`/`b_full` say what they hold): a reset
         # is a net from the core's reset register to every one of their flip-flops.
-        b = Signal(self.width, name="b", reset_less=True)
-        a = Signal(self.width, name="a", reset_less=True)
+        b = register("b", width, reset_less=True)
+        a = register("a", width, reset_less=True)
         # `a_full | b_full` again, for the stream's tvalid only: the gate a consumer's
         # register would share with the control (the ECP5-85k fit's synthesis top: the
         # gate sat beside the top's output register, 5.9 ns from `load_data`).
-        out_valid = Signal(name="out_valid")
-        move_data = Signal(name="move_data")
-        load_data = Signal(name="load_data")
-        move = Signal(name="move")
-        load = Signal(name="load")
+        out_valid = control("out_valid")
+        move_data = control("move_data")
+        load_data = control("load_data")
+        move = register("move")
+        load = register("load")
 
         def following(pointer):
             return Mux(pointer == inner - 1, 0, pointer + 1)
 
-        # The memory, in slices; `a` is the read ports' own data registers. A memory of one
-        # word (few credits, long rows: DESIGN §14.3) is a register, read as a memory's
-        # read port reads it (the word before a write of the same cycle).
+        # The memory; `a` is the read port's own data register. A memory of one word (few
+        # credits, long rows: DESIGN §14.3) is a register, read as a memory's read port
+        # reads it (the word before a write of the same cycle).
         if inner == 1:
-            word = Signal(self.width, name="word", reset_less=True)
+            word = register("word", width, reset_less=True)
             with m.If(self.w_en):
-                m.d.sync += word.eq(self.w_data)
+                m.d.sync += word.eq(self.w_data[lo:hi])
             with m.If(load_data):
                 m.d.sync += a.eq(word)
-        bounds = ([k * self.width // self.slices for k in range(self.slices + 1)]
-                  if inner > 1 else [])
-        for k, (lo, hi) in enumerate(pairwise(bounds)):
-            storage = Memory(shape=hi - lo, depth=inner, init=[])
-            m.submodules["storage" if self.slices == 1 else f"storage{k}"] = storage
+        else:
+            storage = Memory(shape=width, depth=inner, init=[])
+            m.submodules["storage" + suffix] = storage
             w_port = storage.write_port()
             r_port = storage.read_port(domain="sync")
-            if self.slices == 1:
-                w_addr, r_addr = produce, consume
-            else:
-                # The slice's own pointers, advanced as `produce` and `consume` are
-                # (`load_data` is `load`, a register).
-                w_addr = Signal.like(produce, name=f"produce{k}", attrs={COPY_ATTRIBUTE: 1})
-                r_addr = Signal.like(consume, name=f"consume{k}", attrs={COPY_ATTRIBUTE: 1})
-                with m.If(self.w_en):
-                    m.d.sync += w_addr.eq(following(w_addr))
-                with m.If(load_data):
-                    m.d.sync += r_addr.eq(following(r_addr))
             m.d.comb += [
-                w_port.addr.eq(w_addr), w_port.data.eq(self.w_data[lo:hi]),
+                w_port.addr.eq(produce), w_port.data.eq(self.w_data[lo:hi]),
                 w_port.en.eq(self.w_en),
-                r_port.addr.eq(r_addr), r_port.en.eq(load_data),
-                a[lo:hi].eq(r_port.data),
+                r_port.addr.eq(consume), r_port.en.eq(load_data),
+                a.eq(r_port.data),
             ]
-
-        m.d.comb += [
-            # Room, or the memory's oldest word leaves this cycle (its slot may be written
-            # at once: the read port reads the word before the write). With a memory of one
-            # word (two credits) both happen: a word written every cycle of a burst.
-            self.w_rdy.eq((inner_level != inner) | load),
-            self.level.eq(inner_level + a_full + b_full),
-            self.r_rdy.eq(out_valid),
-            self.r_data.eq(Mux(b_select, b, a)),
-        ]
         with m.If(self.w_en):
             m.d.sync += produce.eq(following(produce))
 
@@ -153,9 +173,9 @@ class CreditFIFO(wiring.Component):
         m.d.comb += [move.eq(a_full & ~b_full), load.eq(inner_any & ~(a_full & b_full))]
         with m.If(move_data):
             m.d.sync += b.eq(a)
-        a_full_next = Signal(name="a_full_next")
-        b_full_next = Signal(name="b_full_next")
-        any_next = Signal(name="inner_any_next")
+        a_full_next = register("a_full_next")
+        b_full_next = register("b_full_next")
+        any_next = register("inner_any_next")
         m.d.comb += [
             a_full_next.eq(load | (a_full & b_full)),
             # `b` holds a word after this cycle unless the head leaves now: the only use of
@@ -180,7 +200,11 @@ class CreditFIFO(wiring.Component):
                          consume.eq(following(consume))]
         with m.Else():
             m.d.sync += inner_level.eq(Mux(self.w_en, inner_level + 1, inner_level))
-        return m
+        # Room, or the memory's oldest word leaves this cycle (its slot may be written at
+        # once: the read port reads the word before the write). With a memory of one word
+        # (two credits) both happen: a word written every cycle of a burst.
+        return Mux(b_select, b, a), (out_valid, (inner_level != inner) | load,
+                                     inner_level + a_full + b_full)
 
 
 class ResultQueue(wiring.Component):

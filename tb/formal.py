@@ -252,12 +252,16 @@ class ResultQueueHarness(Harness):
     Environment (the pipeline in front): a group starts only while ``can_start``; each
     started group writes exactly one result, at least a cycle after its start; y's ready
     is free. `fifo_depth` (default: the block's own) builds a deliberately broken variant.
+    With `slices`, the FIFO's slices (each a control of its own) agree in every control
+    register, and the word they hold together is checked as one.
     """
 
-    def __init__(self, *, width: int = 2, credits: int = 3, fifo_depth: int | None = None):
+    def __init__(self, *, width: int = 2, credits: int = 3, fifo_depth: int | None = None,
+                 slices: int = 1):
         super().__init__()
         self.width, self.credits, self.fifo_depth = width, credits, fifo_depth
-        self.queue = ResultQueue(width=width, credits=credits)
+        self.slices = slices
+        self.queue = ResultQueue(width=width, credits=credits, slices=slices)
 
     def elaborate(self, platform):
         m = Module()
@@ -273,24 +277,31 @@ class ResultQueueHarness(Harness):
         fifo_fragment = fragment.find_subfragment("fifo")
         fifo = fifo_fragment.origins[0]
         inner = fifo.memory_words(fifo.depth)  # CreditFIFO: a memory and two registers
+        # A FIFO of one slice names its registers plainly, slice k of several with k after.
+        suffixes = [""] if self.slices == 1 else [f"{k}" for k in range(self.slices)]
+
+        def of_slices(name):
+            return [internal(fifo_fragment, name + suffix) for suffix in suffixes]
+
         if inner == 1:  # a one-word memory is a register (CreditFIFO)
-            word_register = internal(fifo_fragment, "word")
+            word_register = Cat(*of_slices("word"))
             stored = lambda slot: word_register  # noqa: E731
         else:
-            stored = platform.model(fifo_fragment.find_subfragment("storage")).word
+            models = [platform.model(fifo_fragment.find_subfragment("storage" + suffix))
+                      for suffix in suffixes]
+            stored = lambda slot: Cat(*(model.word(slot) for model in models))  # noqa: E731
+        # The slices' controls agree; the first stands for all below.
+        for name in CreditFIFO.CONTROL_REGISTERS:
+            first, *others = of_slices(name)
+            for k, other in enumerate(others, start=1):
+                self.check(m, f"slice{k}_{name}", other == first)
         inflight = internal(fragment, "inflight")
-        produce = internal(fifo_fragment, "produce")
-        consume = internal(fifo_fragment, "consume")
-        inner_level = internal(fifo_fragment, "inner_level")
-        inner_any = internal(fifo_fragment, "inner_any")
-        a_full = internal(fifo_fragment, "a_full")
-        b_full = internal(fifo_fragment, "b_full")
-        a = internal(fifo_fragment, "a")
-        b = internal(fifo_fragment, "b")
-        load = internal(fifo_fragment, "load")
-        move = internal(fifo_fragment, "move")
-        load_data = internal(fifo_fragment, "load_data")
-        move_data = internal(fifo_fragment, "move_data")
+        produce, consume, inner_level, inner_any, a_full, b_full, load, move, load_data, \
+            move_data = (of_slices(name)[0] for name in (
+                "produce", "consume", "inner_level", "inner_any", "a_full", "b_full", "load",
+                "move", "load_data", "move_data"))
+        a = Cat(*of_slices("a"))
+        b = Cat(*of_slices("b"))
 
         m.d.comb += Assume(~ResetSignal())
         start = self.free(m, 1, "start")
@@ -341,8 +352,8 @@ class ResultQueueHarness(Harness):
             produce == consume, (inner_level == 0) | (inner_level == inner),
             inner_level == _modulo_distance(produce, consume, inner)))
         self.check(m, "inner_any", inner_any == (inner_level != 0))
-        b_select = internal(fifo_fragment, "b_select")
-        out_valid = internal(fifo_fragment, "out_valid")
+        b_select = of_slices("b_select")[0]
+        out_valid = of_slices("out_valid")[0]
         self.check(m, "enables", (load_data == load) & (move_data == move)
                    & (b_select == b_full) & (out_valid == (a_full | b_full)))
         # The head is `b` while it is full, else `a`; `a` is the younger of the two.
@@ -979,6 +990,8 @@ PROOFS: dict[str, Proof] = {proof.name: proof for proof in [
     Proof("result_queue_one_word", "width 2, credits 2 (long rows: a memory of one word, "
           "a register)", lambda: ResultQueueHarness(width=2, credits=2), depth=4,
           cover_depth=12),
+    Proof("result_queue_slices", "width 2, credits 7, 3 slices (each a control of its own)",
+          lambda: ResultQueueHarness(width=2, credits=7, slices=3), depth=4, cover_depth=12),
     Proof("result_queue_short_fifo", "broken: credits 7, FIFO depth 6 (credits - 1)",
           lambda: ResultQueueHarness(width=2, credits=7, fifo_depth=6), depth=10,
           expect="fail", breaks="overflow"),

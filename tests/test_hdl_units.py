@@ -278,6 +278,8 @@ def test_result_queue_slices_keep_order_and_credits(slices):
     assert sum(Shape.cast(mem.origins[0].shape).width for mem in memories) == width + 1
     copies = {sig.name: sig for stmts in fifo.statements.values() for st in stmts
               for sig in st._lhs_signals() if COPY_ATTRIBUTE in sig.attrs}
-    expected = {"b_full", "b_select"} | ({f"{p}{k}" for p in ("produce", "consume")
-                                for k in range(slices)} if slices > 1 else set())
+    # One slice: the two flags of the output select. Several: every control register of
+    # every slice, each slice's enables formed from its own state.
+    expected = {"b_full", "b_select"} if slices == 1 else {
+        f"{name}{k}" for name in CreditFIFO.CONTROL_REGISTERS for k in range(slices)}
     assert set(copies) == expected

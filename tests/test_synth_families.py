@@ -179,8 +179,10 @@ def test_dsp_floorplan_gives_each_pe_a_band_of_columns():
     for band in bands:
         assert {y for _, y in band} == {10, 34, 58}
         assert band == sorted(band, key=lambda p: (p[1], p[0]))  # row by row
-    # Fewer sites than multipliers, or no sites: the placer's choice.
-    assert dsp_floorplan(sites[:10], [8, 4]) == [[None] * 8, [None] * 4]
+    # Fewer sites than multipliers: refused; no sites: the placer's choice.
+    with pytest.raises(ValueError, match="^a DSP floorplan of 10 sites cannot place 12 hard "
+                                         "multipliers$"):
+        dsp_floorplan(sites[:10], [8, 4])
     assert dsp_floorplan((), [2]) == [[None, None]]
     with pytest.raises(ValueError, match="X<x>/Y<y>/<bel>, not 'MULT18_0'"):
         dsp_floorplan(("MULT18_0",), [1])

@@ -246,11 +246,15 @@ def dsp_floorplan(sites, counts) -> list[list]:
     next ``counts[g]`` sites from the left, column by column (so a PE's DSP blocks lie in one
     band of columns over every DSP row, not spread over the die), and hands them to its
     multipliers row by row, left to right (so neighbouring lanes, which the adder tree adds
-    first, are neighbouring blocks) (DESIGN §12.8). Without sites, or with more multipliers
-    than sites, every multiplier's site is None: the placer's choice."""
+    first, are neighbouring blocks) (DESIGN §12.8). Without sites every multiplier's site is
+    None: the placer's choice. More multipliers than sites is refused (ValueError): a
+    floorplan asked for is never silently dropped."""
     counts = list(counts)
-    if not sites or sum(counts) > len(sites):
+    if not sites:
         return [[None] * count for count in counts]
+    if sum(counts) > len(sites):
+        raise ValueError(f"a DSP floorplan of {len(sites)} sites cannot place "
+                         f"{sum(counts)} hard multipliers")
     located = []
     for site in sites:
         match = _SITE.match(site)

@@ -31,12 +31,13 @@ class CreditFIFO(wiring.Component):
     `b` takes it but stays empty), and reads the next word from the memory whenever it is
     empty or passing its word on.
 
-    Ports: ``w_data``, ``w_en`` in; ``w_rdy`` out; ``r_data``, ``r_rdy`` out; ``r_en`` in;
+    Ports: ``w_data``, ``w_en`` (one bit per slice, all equal: each slice's own copy of
+    the write enable) in; ``w_rdy`` out; ``r_data``, ``r_rdy`` out; ``r_en`` in;
     ``level`` out (words held, memory and registers).
 
     `slices`: the FIFO is cut across its width into that many FIFOs (bit ranges as even as
     can be), each with a control of its own (:attr:`CONTROL_REGISTERS`, kept apart through
-    synthesis, :func:`~.pipeline.copy`) driven by the same ``w_en`` and ``r_en``: a wide
+    synthesis, :func:`~.pipeline.copy`) driven by its bit of ``w_en`` and by ``r_en``: a wide
     FIFO spreads over the die, and one pointer or one enable would cross it to every memory
     and register (DESIGN §14.3). The first slice's flags are the FIFO's.
     """
@@ -53,7 +54,7 @@ class CreditFIFO(wiring.Component):
         self.require_slices(width, slices)
         self.width, self.depth, self.slices = width, depth, slices
         super().__init__({
-            "w_data": In(width), "w_en": In(1), "w_rdy": Out(1),
+            "w_data": In(width), "w_en": In(slices), "w_rdy": Out(1),
             "r_data": Out(width), "r_rdy": Out(1), "r_en": In(1),
             "level": Out(range(depth + 1)),
         })
@@ -75,7 +76,7 @@ class CreditFIFO(wiring.Component):
         bounds = [k * self.width // self.slices for k in range(self.slices + 1)]
         heads, flags = [], []
         for k, (lo, hi) in enumerate(pairwise(bounds)):
-            head, flag = self._slice(m, lo, hi, inner,
+            head, flag = self._slice(m, lo, hi, inner, self.w_en[k],
                                      suffix="" if self.slices == 1 else f"{k}")
             heads.append(head)
             flags.append(flag)
@@ -90,15 +91,15 @@ class CreditFIFO(wiring.Component):
         ]
         return m
 
-    def _slice(self, m, lo: int, hi: int, inner: int, *, suffix: str):
-        """Bits `lo` to `hi` of the FIFO: their memory, output registers and a control of
-        their own, whose registers are named with `suffix`. Return the slice's head and its
-        flags (``r_rdy``, ``w_rdy``, ``level``).
+    def _slice(self, m, lo: int, hi: int, inner: int, w_en, *, suffix: str):
+        """Bits `lo` to `hi` of the FIFO, written with `w_en`: their memory, output registers
+        and a control of their own, whose registers are named with `suffix`. Return the
+        slice's head and its flags (``r_rdy``, ``w_rdy``, ``level``).
 
         In a FIFO of several slices every control register is a copy of its own
         (:data:`~.pipeline.COPY_ATTRIBUTE`): a slice's enables (`load_data`, `move_data`)
         drive that slice's wide registers and memory alone, formed beside them from the
-        slice's own state; only ``w_en`` and ``r_en`` reach every slice (DESIGN §14.3)."""
+        slice's own state; only ``r_en`` reaches every slice (DESIGN §14.3)."""
         width = hi - lo
         sliced = self.slices > 1
         kept = {COPY_ATTRIBUTE: 1} if sliced else {}
@@ -145,7 +146,7 @@ class CreditFIFO(wiring.Component):
         # reads it (the word before a write of the same cycle).
         if inner == 1:
             word = register("word", width, reset_less=True)
-            with m.If(self.w_en):
+            with m.If(w_en):
                 m.d.sync += word.eq(self.w_data[lo:hi])
             with m.If(load_data):
                 m.d.sync += a.eq(word)
@@ -156,11 +157,11 @@ class CreditFIFO(wiring.Component):
             r_port = storage.read_port(domain="sync")
             m.d.comb += [
                 w_port.addr.eq(produce), w_port.data.eq(self.w_data[lo:hi]),
-                w_port.en.eq(self.w_en),
+                w_port.en.eq(w_en),
                 r_port.addr.eq(consume), r_port.en.eq(load_data),
                 a.eq(r_port.data),
             ]
-        with m.If(self.w_en):
+        with m.If(w_en):
             m.d.sync += produce.eq(following(produce))
 
         # `a` passes its word on (`move`) while `b` is empty, and takes the next word from
@@ -181,7 +182,7 @@ class CreditFIFO(wiring.Component):
             # `b` holds a word after this cycle unless the head leaves now: the only use of
             # `r_en`.
             b_full_next.eq((a_full | b_full) & ~self.r_en),
-            any_next.eq(self.w_en | Mux(load, inner_level > 1, inner_any)),
+            any_next.eq(w_en | Mux(load, inner_level > 1, inner_any)),
         ]
         m.d.sync += [
             a_full.eq(a_full_next), b_full.eq(b_full_next),
@@ -196,10 +197,10 @@ class CreditFIFO(wiring.Component):
             load_data.eq(any_next & ~(a_full_next & b_full_next)),
         ]
         with m.If(load):
-            m.d.sync += [inner_level.eq(Mux(self.w_en, inner_level, inner_level - 1)),
+            m.d.sync += [inner_level.eq(Mux(w_en, inner_level, inner_level - 1)),
                          consume.eq(following(consume))]
         with m.Else():
-            m.d.sync += inner_level.eq(Mux(self.w_en, inner_level + 1, inner_level))
+            m.d.sync += inner_level.eq(Mux(w_en, inner_level + 1, inner_level))
         # Room, or the memory's oldest word leaves this cycle (its slot may be written at
         # once: the read port reads the word before the write). With a memory of one word
         # (two credits) both happen: a word written every cycle of a burst.
@@ -221,8 +222,9 @@ class ResultQueue(wiring.Component):
     -----
     start : In(1)  a row group starts (its first beat is accepted)
     can_start : Out(1)
-    w_data : In(width); w_last : In(1); w_en : In(1)  a result, and whether it is the last
-        of its matrix
+    w_data : In(width); w_last : In(1); w_en : In(slices)  a result, and whether it is
+        the last of its matrix; the write enable once per slice (all bits equal, each from
+        registers of its own: :class:`CreditFIFO`)
     y : Out(AXIStream(width))  the y stream
 
     Latency: a result written at cycle t is valid on y at t + :attr:`LATENCY`.
@@ -266,7 +268,7 @@ class ResultQueue(wiring.Component):
             "can_start": Out(1),
             "w_data": In(width),
             "w_last": In(1),
-            "w_en": In(1),
+            "w_en": In(slices),
             "y": Out(AXIStream(width)),
         })
 
@@ -287,11 +289,16 @@ class ResultQueue(wiring.Component):
 
     def connect(self, m, macs, core) -> None:
         """Take `macs`' (a :class:`~bbsparse.hdl.mac_array.MACArray`) results in and drive
-        `core`'s ``m_axis_y`` stream."""
+        `core`'s ``m_axis_y`` stream. A FIFO of several slices takes a copy of the valid
+        per slice: `macs` must be built with that many (``valid_copies``)."""
+        copies = getattr(macs, "y_valid_copies", None)
+        if self._slices > 1 and (copies is None or len(copies) != self._slices):
+            raise ValueError(f"a y queue of {self._slices} slices needs a MAC array with "
+                             f"valid_copies={self._slices}")
         m.d.comb += [
             self.w_data.eq(macs.y),
             self.w_last.eq(macs.y_tlast),
-            self.w_en.eq(macs.y_valid),
+            self.w_en.eq(macs.y_valid if self._slices == 1 else copies),
         ]
         wiring.connect(m, self.y, wiring.flipped(core.m_axis_y))
 

@@ -310,7 +310,9 @@ class ResultQueueHarness(Harness):
         w_last = self.free(m, 1, "w_last")
         y_ready = self.free(m, 1, "y_ready")
         y = queue.y
-        m.d.comb += [queue.start.eq(start), queue.w_en.eq(w_en), queue.w_data.eq(w_data),
+        # Every slice's copy of the write enable is the same (the MAC array's copies).
+        m.d.comb += [queue.start.eq(start), queue.w_en.eq(w_en.replicate(self.slices)),
+                     queue.w_data.eq(w_data),
                      queue.w_last.eq(w_last), y.tready.eq(y_ready)]
         groups = Signal(range(credits + 1), name="groups")  # started, result not yet written
         m.d.sync += groups.eq(groups + start - w_en)

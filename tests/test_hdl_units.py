@@ -2,13 +2,14 @@
 
 import numpy as np
 import pytest
-from amaranth.hdl import Fragment, Shape
+from amaranth.hdl import ClockDomain, Fragment, Module, Shape
 from amaranth.sim import Simulator
 
 from bbsparse.golden.arith import output_stage, wrap
 from bbsparse.golden.config import Config
 from bbsparse.hdl.adder_tree import AdderTree
 from bbsparse.hdl.banks import VectorBanks
+from bbsparse.hdl.mac_array import MACArray
 from bbsparse.hdl.output_stage import OutputStage
 from bbsparse.hdl.pe import PE
 from bbsparse.hdl.pipeline import COPY_ATTRIBUTE
@@ -238,6 +239,49 @@ def test_bbs_credits_follow_the_shortest_row():
     fixed._MustUse__silence = runtime._MustUse__silence = True  # only asked for a figure
     assert fixed.y_credits < runtime.y_credits
 
+@pytest.mark.parametrize("lut_multipliers", [0, 4])
+def test_mac_array_valid_copies_equal_y_valid_through_resets(lut_multipliers):
+    """Each of the MAC array's copies of `y_valid` (one per y FIFO slice), from registers of
+    its own, equals `y_valid` every cycle, under random beats and resets; also when the PEs
+    differ in latency (a PE mixing hard and LUT multipliers with extra product
+    registers)."""
+    config = Config(pes=3, lut_multipliers=lut_multipliers,
+                    mixed_product_registers=2 if lut_multipliers else 0)
+    dut = MACArray(config, valid_copies=3)
+    m = Module()
+    m.domains.sync = domain = ClockDomain()
+    m.submodules.dut = dut
+    rng = np.random.default_rng(lut_multipliers)
+    seen = []
+
+    async def testbench(ctx):
+        for _ in range(300):
+            ctx.set(domain.rst, rng.random() < 0.03)
+            valid = rng.random() < 0.7
+            ctx.set(dut.valid, valid)
+            ctx.set(dut.first, valid and rng.random() < 0.5)
+            ctx.set(dut.last, valid and rng.random() < 0.5)
+            await ctx.tick()
+            seen.append((ctx.get(dut.y_valid), ctx.get(dut.y_valid_copies)))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8, domain="sync")
+    sim.add_testbench(testbench)
+    sim.run()
+    assert sum(valid for valid, _ in seen) > 30
+    assert all(copies == (0b111 if valid else 0) for valid, copies in seen), seen
+    copies = {sig.name for stmts in Fragment.get(dut, None).statements.values()
+              for st in stmts for sig in st._lhs_signals() if COPY_ATTRIBUTE in sig.attrs}
+    assert {f"row_valid_copy{k}_d1" for k in range(3)} <= copies
+
+
+def test_a_sliced_y_queue_rejects_a_mac_array_without_valid_copies():
+    queue = ResultQueue(width=8, credits=4, slices=2)
+    with pytest.raises(ValueError, match=r"^a y queue of 2 slices needs a MAC array with "
+                                         r"valid_copies=2$"):
+        queue.connect(Module(), MACArray(Config()), None)
+
+
 @pytest.mark.parametrize("slices", [1, 3])
 def test_result_queue_slices_keep_order_and_credits(slices):
     """Groups start whenever the queue allows (a random pipeline of 3 cycles writes each
@@ -257,7 +301,7 @@ def test_result_queue_slices_keep_order_and_credits(slices):
             result = pipeline.pop(0)
             pipeline.append((int(rng.integers(0, 1 << width)), int(rng.integers(0, 2)))
                             if start else None)
-            ctx.set(dut.w_en, result is not None)
+            ctx.set(dut.w_en, (1 << slices) - 1 if result is not None else 0)  # each slice's
             if result is not None:
                 ctx.set(dut.w_data, result[0])
                 ctx.set(dut.w_last, result[1])

@@ -1,6 +1,6 @@
 """The y queue with its credit counter: back-pressure without stalling the pipeline."""
 
-from itertools import pairwise
+from itertools import accumulate, pairwise
 
 from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import wiring
@@ -70,10 +70,17 @@ class CreditFIFO(wiring.Component):
         """Words of the memory of a FIFO of `depth` words (the rest are registers)."""
         return depth - 2
 
+    @staticmethod
+    def slice_widths(width: int, slices: int) -> list[int]:
+        """The bits of each of the `slices` slices of a FIFO of `width` bits (as even as
+        can be; the memories the FPGA fit check counts, each its own)."""
+        bounds = [k * width // slices for k in range(slices + 1)]
+        return [hi - lo for lo, hi in pairwise(bounds)]
+
     def elaborate(self, platform):
         m = Module()
         inner = self.memory_words(self.depth)
-        bounds = [k * self.width // self.slices for k in range(self.slices + 1)]
+        bounds = [0, *accumulate(self.slice_widths(self.width, self.slices))]
         heads, flags = [], []
         for k, (lo, hi) in enumerate(pairwise(bounds)):
             head, flag = self._slice(m, lo, hi, inner, self.w_en[k],

@@ -100,6 +100,14 @@ class BBSSpMV(wiring.Component):
         (empty y FIFO, y ready)."""
         return BBSSpMV.memory_latency_of(config) + MACArray.latency_of(config) + ResultQueue.LATENCY
 
+    @classmethod
+    def y_fifo_slices_of(cls, config: Config) -> int:
+        """The y FIFO's memory in one slice per PE (DESIGN §14.3), up to FIFO_SLICES_MAX
+        PEs: the ECP5-45k fit (9) routed in 2 minutes with them; the 85k fit (39) with them
+        left router1 congested for over 30 minutes (2 runs of 2), without them it routes
+        in 8."""
+        return config.pes if config.pes <= cls.FIFO_SLICES_MAX else 1
+
     @staticmethod
     def y_credits_of(config: Config, runtime_shape: bool = False) -> int:
         """Row groups that may be in flight at once: enough to cover the latency, so that
@@ -138,11 +146,8 @@ class BBSSpMV(wiring.Component):
 
         m.submodules.x_buffers = xbuf = XBuffers(beats=x_beats,
                                                  runtime_frames=self._runtime_shape)
-        # The y FIFO's memory in one slice per PE (DESIGN §14.3), up to FIFO_SLICES_MAX
-        # PEs: the ECP5-45k fit (9) routed in 2 minutes with them; the 85k fit (39) with
-        # them left router1 congested for over 30 minutes (2 runs of 2), without them it
-        # routes in 8. Each slice is written with a valid of its own.
-        slices = pes if pes <= self.FIFO_SLICES_MAX else 1
+        # Each slice of the y FIFO is written with a valid of its own.
+        slices = self.y_fifo_slices_of(c)
         m.submodules.mac_array = macs = MACArray(c, valid_copies=slices)
         m.submodules.result_queue = queue = ResultQueue(width=c.y_beat_width,
                                                         credits=self.y_credits, slices=slices)

@@ -46,6 +46,11 @@ class UnstructuredSpMV(wiring.Component):
         return Gather.LATENCY + MACArray.latency_of(config) + ResultQueue.LATENCY
 
     @staticmethod
+    def y_fifo_slices_of(config: Config) -> int:
+        """The y FIFO is one memory (one slice)."""
+        return 1
+
+    @staticmethod
     def y_credits_of(config: Config) -> int:
         return ResultQueue.credits_for(UnstructuredSpMV.latency_of(config))
 

@@ -35,6 +35,7 @@ this for the memories of the core; a test compares it with Yosys on many shapes.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 from ..golden.config import Config, clog2
@@ -424,7 +425,11 @@ class FitReport:
                 f"the memories need {self.brams} {t.bram.name} blocks ({parts}); the "
                 f"{t.device} has {t.bram_blocks} ({t.bram_bits // 1024} kbit)")
         if self.lutram_units > t.lutram_units:
-            parts = ", ".join(f"{m.role}: {m.units}" for m in self.memories if m.kind == "lutram")
+            units = Counter()
+            for m in self.memories:
+                if m.kind == "lutram":
+                    units[m.role] += m.units  # a role's memories of several widths, once
+            parts = ", ".join(f"{role}: {count}" for role, count in units.items())
             found.append(
                 f"the memories need {self.lutram_units} 16x4 LUT-RAM units ({parts}); the "
                 f"{t.device} has {t.lutram_units}")
@@ -448,7 +453,8 @@ class FitReport:
             parts.append(f"{self.lut_multipliers} LUT multipliers")
         if self.logic_luts:
             parts.append(f"about {self.luts}/{t.luts} LUT4")
-        where = "; ".join(f"{m.role} -> {m.kind}" for m in self.memories)
+        # A role of several widths (the y FIFO's slices) once per kind.
+        where = "; ".join(dict.fromkeys(f"{m.role} -> {m.kind}" for m in self.memories))
         return ", ".join(parts) + f" ({where})"
 
     def _weight_memory(self) -> dict:

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from amaranth.hdl import ClockDomain, Fragment, Module, Shape
+from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
 from bbsparse.golden.arith import output_stage, wrap
@@ -280,6 +281,25 @@ def test_a_sliced_y_queue_rejects_a_mac_array_without_valid_copies():
     with pytest.raises(ValueError, match=r"^a y queue of 2 slices needs a MAC array with "
                                          r"valid_copies=2$"):
         queue.connect(Module(), MACArray(Config()), None)
+
+
+@pytest.mark.parametrize("pes", [1, 5])
+def test_the_fit_counts_the_y_fifo_memories_the_core_builds(pes):
+    """The engine's memory list (what the FPGA fit check maps) names the y FIFO's memories
+    the BBS core elaborates: one per slice, of that slice's width and depth."""
+    from bbsparse.hdl.engines import engine_of
+    from bbsparse.hdl.spmv import BBSSpMV
+
+    config = Config(pes=pes, cols=64)  # rows of one beat: a y FIFO memory of 15 words
+    needs = [(n.depth, n.width) for n in engine_of(config).memories(config)
+             for _ in range(n.count) if n.role == "y FIFO"]
+    fifo = Fragment.get(BBSSpMV(config), None).find_subfragment("result_queue") \
+        .find_subfragment("fifo")
+    memories = [fifo.find_subfragment("storage" if pes == 1 else f"storage{k}").origins[0]
+                for k in range(pes)]
+    assert all(isinstance(memory, Memory) for memory in memories)
+    built = [(memory.depth, Shape.cast(memory.shape).width) for memory in memories]
+    assert sorted(needs) == sorted(built)
 
 
 @pytest.mark.parametrize("slices", [1, 3])

@@ -269,14 +269,15 @@ def test_cli_rejects_unknown_target(capsys):
 def test_ram_policy_moves_the_memories():
     # --ram lutram (synth_ecp5 -nobram): the 16 vector banks of 256 x 8 leave the EBRs for
     # 32 LUT-RAM units each; --ram block keeps even a small y FIFO out of LUT RAM (rows of
-    # one beat, 64 columns: 15 words of 39 bits, 10 units or 2 EBRs).
+    # one beat, 64 columns: 15 words of 39 bits in a slice of 19 and one of 20 bits per PE,
+    # 5 units or an EBR each).
     lutram = require_fit(ECP5_25K, Config(), "lutram")
     assert (lutram.brams, lutram.lutram_units) == (0, 16 * 32)
     short_rows = Config(cols=64)
     assert require_fit(ECP5_25K, short_rows, "lutram").lutram_units == 16 * 2 + 10
     block = require_fit(ECP5_25K, short_rows, "block")
     fifo = [(m.kind, m.units_each) for m in block.memories if m.role == "y FIFO"]
-    assert block.lutram_units == 0 and fifo == [("block", 2)]
+    assert block.lutram_units == 0 and fifo == [("block", 1), ("block", 1)]
     assert memory_mapping(ECP5_25K, "m", 1, 256, 8, "lutram").kind == "lutram"
     with pytest.raises(FitError, match="the iCE40UP5K has no LUT RAM"):
         fit_check(UP5K, Config(lanes=8, pes=1), "lutram")

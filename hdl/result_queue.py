@@ -2,13 +2,13 @@
 
 from itertools import accumulate, pairwise
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, ResetSignal, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .axis import AXIStream
-from .pipeline import COPY_ATTRIBUTE, require_positive
+from .pipeline import COPY_ATTRIBUTE, delay, require_positive
 
 __all__ = ["CreditFIFO", "ResultQueue"]
 
@@ -39,13 +39,19 @@ class CreditFIFO(wiring.Component):
     can be), each with a control of its own (:attr:`CONTROL_REGISTERS`, kept apart through
     synthesis, :func:`~.pipeline.copy`) driven by its bit of ``w_en`` and by ``r_en``: a wide
     FIFO spreads over the die, and one pointer or one enable would cross it to every memory
-    and register (DESIGN §14.3). The first slice's flags are the FIFO's.
+    and register (DESIGN §14.3). The first slice's flags are the FIFO's. Each slice's
+    control also takes the reset through registers of its own: a FIFO of several slices
+    must not be written in the :attr:`RESET_LATENCY` cycles after a reset.
     """
 
     #: The registers of a slice's control: in a FIFO of several slices each slice has its
     #: own, named with the slice's number after, and marked as copies.
     CONTROL_REGISTERS = ("produce", "consume", "inner_level", "inner_any", "a_full", "b_full",
                          "b_select", "out_valid", "move_data", "load_data")
+
+    #: Cycles after a reset in which a FIFO of several slices must not be written (each
+    #: slice's control takes the reset through registers of its own).
+    RESET_LATENCY = 2
 
     def __init__(self, *, width: int, depth: int, slices: int = 1):
         require_positive(width=width, slices=slices)
@@ -109,13 +115,16 @@ class CreditFIFO(wiring.Component):
         slice's own state; only ``r_en`` reaches every slice (DESIGN §14.3)."""
         width = hi - lo
         sliced = self.slices > 1
-        kept = {COPY_ATTRIBUTE: 1} if sliced else {}
+        controls = []
 
         def register(name, shape=1, **kwargs):
             return Signal(shape, name=name + suffix, **kwargs)
 
-        def control(name, shape=1, **kwargs):
-            return register(name, shape, attrs=kept, **kwargs)
+        def control(name, shape=1, copy=False):
+            # In a sliced FIFO, the slice's reset (below) instead of the domain's.
+            controls.append(register(name, shape, reset_less=sliced,
+                                     attrs={COPY_ATTRIBUTE: 1} if sliced or copy else {}))
+            return controls[-1]
 
         # At least one bit, also for a memory of one word (no zero-width wires in the
         # Verilog; a pointer that can only be 0 is a constant to synthesis).
@@ -130,8 +139,8 @@ class CreditFIFO(wiring.Component):
         # the FIFO's wide registers by the select's fan-out (DESIGN §14.3). Both are marked:
         # of two registers with the same input Yosys keeps the marked one and drops the
         # other, so with only the copy marked the control read the copy again.
-        b_full = register("b_full", attrs={COPY_ATTRIBUTE: 1})
-        b_select = register("b_select", attrs={COPY_ATTRIBUTE: 1})
+        b_full = control("b_full", copy=True)
+        b_select = control("b_select", copy=True)
         # The data registers have no reset (`a_full`/`b_full` say what they hold): a reset
         # is a net from the core's reset register to every one of their flip-flops.
         b = register("b", width, reset_less=True)
@@ -208,6 +217,16 @@ class CreditFIFO(wiring.Component):
                          consume.eq(following(consume))]
         with m.Else():
             m.d.sync += inner_level.eq(Mux(w_en, inner_level + 1, inner_level))
+        if sliced:
+            # The slice's control takes the reset through registers of its own, placed
+            # beside it (the ECP5-85k mix with the DSP floorplan, seed 1: 5.6 ns of routing
+            # from the core's reset register to a slice's pointer), so it leaves the reset
+            # state RESET_LATENCY cycles after the domain; idle, with no write, it stays in
+            # it meanwhile.
+            late_reset = delay(m, ResetSignal(), self.RESET_LATENCY, "reset" + suffix,
+                               reset_less=True, kept=True)
+            with m.If(late_reset):
+                m.d.sync += [flop.eq(flop.init) for flop in controls]
         # Room, or the memory's oldest word leaves this cycle (its slot may be written at
         # once: the read port reads the word before the write). With a memory of one word
         # (two credits) both happen: a word written every cycle of a burst.
@@ -231,7 +250,8 @@ class ResultQueue(wiring.Component):
     can_start : Out(1)
     w_data : In(width); w_last : In(1); w_en : In(slices)  a result, and whether it is
         the last of its matrix; the write enable once per slice (all bits equal, each from
-        registers of its own: :class:`CreditFIFO`)
+        registers of its own: :class:`CreditFIFO`; with several slices, low in the
+        ``CreditFIFO.RESET_LATENCY`` cycles after a reset, as the MAC array's valid is)
     y : Out(AXIStream(width))  the y stream
 
     Latency: a result written at cycle t is valid on y at t + :attr:`LATENCY`.

@@ -236,6 +236,15 @@ def _placer(core: str) -> str:
     return "static" if core == "mix" else DEFAULT_PLACER
 
 
+def _floorplan(name: str, core: str) -> bool:
+    """Whether the bench places `core`'s hard multipliers by target `name`'s DSP floorplan
+    (``bbsparse synth --dsp-floorplan``): the mix, on a target with a DSP site list (the
+    85k: each PE's DSP blocks in a band of their own, DESIGN §12.8)."""
+    from .synth.targets import TARGETS
+
+    return core == "mix" and bool(TARGETS[name].dsp_sites)
+
+
 def _folder(out: Path, name: str, core: str) -> Path:
     return out / "synth" / (name if core == "fit" else f"{name}-{core}")
 
@@ -254,10 +263,12 @@ def _reusable(out: Path, name: str, config: Config, reuse: bool,
         return None
     report = json.loads(previous.read_text())
     if report["parameters"] != config.to_dict() \
-            or report.get("placer", DEFAULT_PLACER) != _placer(core):
+            or report.get("placer", DEFAULT_PLACER) != _placer(core) \
+            or report.get("dsp_floorplan", False) != _floorplan(name, core):
         return None
     verilog = folder / f"{TOP_NAME}.v"
-    if not verilog.exists() or verilog.read_text() != _top_verilog(name, config):
+    if not verilog.exists() \
+            or verilog.read_text() != _top_verilog(name, config, _floorplan(name, core)):
         return None
     script = folder / SYNTH_SCRIPT
     if not script.exists() or script.read_text() != synth_script(TARGETS[name]):
@@ -266,13 +277,13 @@ def _reusable(out: Path, name: str, config: Config, reuse: bool,
 
 
 @functools.cache
-def _top_verilog(name: str, config: Config) -> str:
+def _top_verilog(name: str, config: Config, dsp_floorplan: bool = False) -> str:
     """The synthesis top's Verilog of `config` on target `name`, made once a run: the plan
     (fpga_seconds) and the runs (fpga_runs) both ask (the 85k fit's takes seconds)."""
     from .synth.flow import synth_top_verilog
     from .synth.targets import TARGETS
 
-    return synth_top_verilog(TARGETS[name], config)[1]
+    return synth_top_verilog(TARGETS[name], config, dsp_floorplan=dsp_floorplan)[1]
 
 
 def fpga_seconds(out: Path, name: str, reuse: bool, core: str = "fit") -> float:
@@ -338,7 +349,8 @@ def fpga_runs(targets, out: Path, reuse: bool, seed: int, steps: Steps | None = 
             begin(f"FPGA {label}: {config.lanes} lanes x {config.pes} PEs through Yosys and "
                   f"nextpnr, {FPGA_SEEDS} placement seeds")
             report = run_flow(target, config, folder, seeds=FPGA_SEEDS,
-                              workers=FPGA_WORKERS, placer=_placer(core)).report
+                              workers=FPGA_WORKERS, placer=_placer(core),
+                              dsp_floorplan=_floorplan(name, core)).report
         rng = np.random.default_rng(seed)
         rows = 32 * config.pes
         W = prune.PRUNERS["bbs"](rng.integers(-128, 128, size=(rows, config.cols)),

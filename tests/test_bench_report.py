@@ -294,7 +294,7 @@ def test_fpga_runs_report_seeds_timing_gops_per_dsp_and_the_w_stream(tmp_path, m
                                                         "utilization": 0.4})
     [r] = bench.fpga_runs(["ice40-up5k"], tmp_path, reuse=False, seed=7)
     assert calls == [{"seeds": bench.FPGA_SEEDS, "workers": bench.FPGA_WORKERS,
-                      "placer": "heap"}]
+                      "placer": "heap", "dsp_floorplan": False}]
     assert r["core"] == "fit"
     assert (r["fmax_min_mhz"], r["fmax_median_mhz"], r["fmax_mhz"]) == (46.0, 48.19, 48.19)
     gops = 2 * 8 * 0.5 * 48.19 / 1000
@@ -390,6 +390,13 @@ def test_reuse_synth_takes_a_report_only_for_the_same_verilog(tmp_path):
     (folder / "report.json").write_text(json.dumps({**report, "placer": "static"}))
     assert bench._reusable(tmp_path, "ice40-up5k", config, True) is None
     (folder / "report.json").write_text(json.dumps({**report, "placer": "heap"}))
+    assert bench._reusable(tmp_path, "ice40-up5k", config, True) == folder / "report.json"
+    # So is a report of another DSP floorplan than the core's (the 85k's mix has one).
+    assert bench._floorplan("ecp5-85k", "mix") and not bench._floorplan("ecp5-85k", "fit")
+    assert not bench._floorplan("ice40-up5k", "mix")  # no site list
+    (folder / "report.json").write_text(json.dumps({**report, "dsp_floorplan": True}))
+    assert bench._reusable(tmp_path, "ice40-up5k", config, True) is None
+    (folder / "report.json").write_text(json.dumps({**report, "dsp_floorplan": False}))
     assert bench._reusable(tmp_path, "ice40-up5k", config, True) == folder / "report.json"
     other = Config(lanes=2, pes=1, bank_size=4, nnz_per_bank=2, cols=32, out_shift=1)
     assert bench._reusable(tmp_path, "ice40-up5k", other, True) is None

@@ -68,8 +68,8 @@ class Engine:
         if hasattr(self.core, "memories_of"):
             return [MemoryNeed(*need) for need in self.core.memories_of(config)]
         # The y FIFO is one memory per slice (CreditFIFO), of one or two widths.
-        slices = Counter(CreditFIFO.slice_widths(ResultQueue.entry_width(config.y_beat_width),
-                                                 self.core.y_fifo_slices_of(config)))
+        slices = Counter(hi - lo for lo, hi in CreditFIFO.slice_bounds(
+            ResultQueue.entry_width(config.y_beat_width), self.core.y_fifo_slices_of(config)))
         words = ResultQueue.memory_words(self.y_credits_of(config))
         return [
             MemoryNeed("vector banks", config.pes * config.lanes, 2 * config.x_beats,

@@ -1,6 +1,6 @@
 """The y queue with its credit counter: back-pressure without stalling the pipeline."""
 
-from itertools import accumulate, pairwise
+from itertools import pairwise
 
 from amaranth.hdl import Cat, Module, Mux, ResetSignal, Signal
 from amaranth.lib import wiring
@@ -77,18 +77,16 @@ class CreditFIFO(wiring.Component):
         return depth - 2
 
     @staticmethod
-    def slice_widths(width: int, slices: int) -> list[int]:
-        """The bits of each of the `slices` slices of a FIFO of `width` bits (as even as
-        can be; the memories the FPGA fit check counts, each its own)."""
-        bounds = [k * width // slices for k in range(slices + 1)]
-        return [hi - lo for lo, hi in pairwise(bounds)]
+    def slice_bounds(width: int, slices: int) -> list[tuple[int, int]]:
+        """The bits (``lo``, ``hi``) of each of the `slices` slices of a FIFO of `width`
+        bits, as even as can be (each a memory of its own, as the FPGA fit check counts)."""
+        return list(pairwise(k * width // slices for k in range(slices + 1)))
 
     def elaborate(self, platform):
         m = Module()
         inner = self.memory_words(self.depth)
-        bounds = [0, *accumulate(self.slice_widths(self.width, self.slices))]
         heads, flags = [], []
-        for k, (lo, hi) in enumerate(pairwise(bounds)):
+        for k, (lo, hi) in enumerate(self.slice_bounds(self.width, self.slices)):
             head, flag = self._slice(m, lo, hi, inner, self.w_en[k],
                                      suffix="" if self.slices == 1 else f"{k}")
             heads.append(head)
@@ -117,12 +115,12 @@ class CreditFIFO(wiring.Component):
         sliced = self.slices > 1
         controls = []
 
-        def register(name, shape=1, **kwargs):
+        def named(name, shape=1, **kwargs):  # a signal of this slice
             return Signal(shape, name=name + suffix, **kwargs)
 
         def control(name, shape=1, copy=False):
             # In a sliced FIFO, the slice's reset (below) instead of the domain's.
-            controls.append(register(name, shape, reset_less=sliced,
+            controls.append(named(name, shape, reset_less=sliced,
                                      attrs={COPY_ATTRIBUTE: 1} if sliced or copy else {}))
             return controls[-1]
 
@@ -143,16 +141,16 @@ class CreditFIFO(wiring.Component):
         b_select = control("b_select", copy=True)
         # The data registers have no reset (`a_full`/`b_full` say what they hold): a reset
         # is a net from the core's reset register to every one of their flip-flops.
-        b = register("b", width, reset_less=True)
-        a = register("a", width, reset_less=True)
+        b = named("b", width, reset_less=True)
+        a = named("a", width, reset_less=True)
         # `a_full | b_full` again, for the stream's tvalid only: the gate a consumer's
         # register would share with the control (the ECP5-85k fit's synthesis top: the
         # gate sat beside the top's output register, 5.9 ns from `load_data`).
         out_valid = control("out_valid")
         move_data = control("move_data")
         load_data = control("load_data")
-        move = register("move")
-        load = register("load")
+        move = named("move")
+        load = named("load")
 
         def following(pointer):
             return Mux(pointer == inner - 1, 0, pointer + 1)
@@ -161,7 +159,7 @@ class CreditFIFO(wiring.Component):
         # credits, long rows: DESIGN §14.3) is a register, read as a memory's read port
         # reads it (the word before a write of the same cycle).
         if inner == 1:
-            word = register("word", width, reset_less=True)
+            word = named("word", width, reset_less=True)
             with m.If(w_en):
                 m.d.sync += word.eq(self.w_data[lo:hi])
             with m.If(load_data):
@@ -190,13 +188,13 @@ class CreditFIFO(wiring.Component):
         m.d.comb += [move.eq(a_full & ~b_full), load.eq(inner_any & ~(a_full & b_full))]
         with m.If(move_data):
             m.d.sync += b.eq(a)
-        a_full_next = register("a_full_next")
-        b_full_next = register("b_full_next")
-        any_next = register("inner_any_next")
+        a_full_next = named("a_full_next")
+        b_full_next = named("b_full_next")
+        any_next = named("inner_any_next")
         m.d.comb += [
             a_full_next.eq(load | (a_full & b_full)),
-            # `b` holds a word after this cycle unless the head leaves now: the only use of
-            # `r_en`.
+            # `b` holds a word after this cycle unless the head leaves now: the control's only
+            # use of `r_en` (`b_select` forms the same from its own state).
             b_full_next.eq((a_full | b_full) & ~self.r_en),
             any_next.eq(w_en | Mux(load, inner_level > 1, inner_any)),
         ]

@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 # figure measured on a fresh clone with 2 cores; pytest ends with the count and the time.
 test: lint-imports
 	@last=$$(cat build/.test-seconds 2>/dev/null || true); \
-	  echo "make test: the whole suite (RTL under Verilator, formal proofs, FPGA flows), tests in parallel (-n $(JOBS)); $${last:+the last run here took $$last s}$${last:-about 15 minutes on 2 cores from a fresh clone (14 of them the tests)}"
+	  echo "make test: the whole suite (RTL under Verilator, formal proofs, FPGA flows), tests in parallel (-n $(JOBS)); $${last:+the last run here took $$last s}$${last:-about 12 minutes on 2 cores from a fresh clone (11 of them the tests)}"
 	@mkdir -p build; start=$$(date +%s); \
 	  $(VERILATOR_ENV) $(PY) -m pytest -n $(JOBS) -q; status=$$?; \
 	  if [ $$status -eq 0 ]; then echo $$(( $$(date +%s) - start )) > build/.test-seconds; fi; exit $$status

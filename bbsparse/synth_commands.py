@@ -48,6 +48,7 @@ from bbsparse.synth.targets import RAM_POLICIES, TARGETS, FitError, Target, fit_
 __all__ = ["add_synth", "run_synth", "add_board", "run_board", "config_for"]
 
 _mhz = number_type(float, lambda v: 0 < v < 2000, "a frequency in MHz")
+_minutes = number_type(float, lambda v: 0 < v <= 10000, "a number of minutes above 0")
 # nextpnr reads its seed as a C int: a larger one would fail in the tool, minutes in.
 _seed = number_type(int, lambda v: -(2**31) <= v < 2**31,
                     "an integer from -2147483648 to 2147483647")
@@ -117,6 +118,10 @@ def add_synth(subparsers) -> None:
                         help="nextpnr's placer: heap (default, nextpnr's own) or static "
                              "(electrostatic: the ECP5-85k mix places and routes in about 20 "
                              "minutes instead of 40-85, DESIGN section 12.8)")
+    parser.add_argument("--pnr-time-limit", type=_minutes, metavar="MINUTES",
+                        help="stop nextpnr (any seed's) after MINUTES of wall time and fail "
+                             "naming the phase it was in, e.g. router1's arcs left in a "
+                             "congestion tail (default: no limit)")
     parser.add_argument("--dsp-floorplan", action="store_true",
                         help="place every hard multiplier at a DSP site of its own PE's band "
                              "of columns (targets with a DSP site list: ecp5-85k) instead of "
@@ -176,7 +181,8 @@ def run_synth(args) -> int:
         check_folder(out)  # before any tool: a folder it cannot write is refused now
         result = run_flow(target, config, out, args.freq, args.seed, fit_info, args.ram,
                           seeds=args.seeds, placer=args.placer,
-                          dsp_floorplan=args.dsp_floorplan)
+                          dsp_floorplan=args.dsp_floorplan,
+                          pnr_time_limit=args.pnr_time_limit and 60 * args.pnr_time_limit)
     except (FitError, FlowError) as exc:
         raise CliError(str(exc)) from None
     if not result.met:

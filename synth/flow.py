@@ -222,7 +222,8 @@ DEFAULT_PLACER = "heap"
 def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None = None,
              seed: int = 1, fit_info: dict | None = None, ram: str = "auto", *,
              core=None, extra=(), seeds: int = 1, workers: int = 2,
-             placer: str = DEFAULT_PLACER, dsp_floorplan: bool = False) -> FlowResult:
+             placer: str = DEFAULT_PLACER, dsp_floorplan: bool = False,
+             pnr_time_limit: float | None = None) -> FlowResult:
     """Check, synthesise, place, route and pack `config` for `target` into `out`.
 
     `core` replaces the core `config` selects by another design built on it (a compiled
@@ -232,7 +233,9 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
     ``fmax_seeds`` (min / median); the bitstream is `seed`'s. `placer`: nextpnr's placer
     (:data:`PLACERS`), for every seed. `dsp_floorplan`: the hard multipliers at the sites
     of the target's DSP floorplan (:func:`~.families.base.dsp_floorplan`), not where the
-    placer would put them; refused on a target with no DSP site list.
+    placer would put them; refused on a target with no DSP site list. `pnr_time_limit`
+    (seconds): a nextpnr run (any seed's) still running then is stopped and the flow fails
+    with :class:`FlowError` naming the phase it was in (:func:`~.tools.run_step`).
 
     A missed constraint does not stop the flow: ``report["timing"]["met"]`` (and
     :attr:`FlowResult.met`) says so, for the caller to act on (``bbsparse synth`` exits with
@@ -325,7 +328,8 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
     title = f"[3/4] {name}"
     argv = nextpnr_argv(tools["nextpnr"], target, netlist.name, constraints.name, placed.name,
                         freq, pnr_report_path.name, seed, placer, pnr_log.name)
-    seconds = run_step(name, argv, out / "nextpnr.stdout.log", out, title=title)
+    seconds = run_step(name, argv, out / "nextpnr.stdout.log", out, title=title,
+                       time_limit=pnr_time_limit)
     pnr = parse_nextpnr_report(json.loads(pnr_report_path.read_text()), target)
     steps["nextpnr"] = {"seconds": round(seconds, 2), "log": pnr_log.name}
     fmax = pnr["fmax"]
@@ -339,7 +343,7 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
         start = time.monotonic()
         found = fmax_over_seeds(out, target, more, freq, workers=workers,
                                 netlist=netlist.name, constraints=constraints.name,
-                                placer=placer)
+                                placer=placer, time_limit=pnr_time_limit)
         fmax_seeds = {**seed_figures({seed: fmax["achieved_mhz"], **found}),
                       "seconds": round(time.monotonic() - start, 2), "workers": workers}
         progress(f"{title}: Fmax over seeds {', '.join(map(str, fmax_seeds['seeds']))}: min "
@@ -668,10 +672,11 @@ def nextpnr_argv(tool: str, target: Target, netlist: str, constraints: str, plac
 
 def fmax_over_seeds(out: Path, target: Target, seeds, freq_mhz: float, *, workers: int = 2,
                     netlist: str = "synth.json", constraints: str | None = None,
-                    placer: str = DEFAULT_PLACER) -> dict:
+                    placer: str = DEFAULT_PLACER, time_limit: float | None = None) -> dict:
     """nextpnr's Fmax for each of `seeds` on the netlist a flow left in `out` (no bitstream),
     `workers` runs at a time; {seed: MHz}. Each run keeps its log, report and placed design
-    in ``out/seeds/seed-<n>/``."""
+    in ``out/seeds/seed-<n>/``; one still running after `time_limit` seconds is stopped
+    (:class:`FlowError` naming its seed)."""
     family = target.family
     constraints = constraints or f"{TOP_NAME}{target.constraints_suffix}"
     tool = yowasp(family.nextpnr)
@@ -684,7 +689,11 @@ def fmax_over_seeds(out: Path, target: Target, seeds, freq_mhz: float, *, worker
         argv = nextpnr_argv(tool, target, netlist, constraints,
                             str(folder / f"{TOP_NAME}{family.placed_suffix}"), freq_mhz,
                             str(report), seed, placer, str(folder / "nextpnr.log"))
-        run_step(family.nextpnr, argv, out / folder / "nextpnr.stdout.log", out)
+        try:
+            run_step(family.nextpnr, argv, out / folder / "nextpnr.stdout.log", out,
+                     time_limit=time_limit)
+        except FlowError as exc:
+            raise FlowError(f"seed {seed}: {exc}") from None
         pnr = parse_nextpnr_report(json.loads((out / report).read_text()), target)
         return seed, pnr["fmax"]["achieved_mhz"]
 

@@ -290,7 +290,7 @@ class LiveStatus:
 
 
 def run_step(name: str, argv: list[str], log: Path, cwd: Path, *, title: str | None = None,
-             console=None) -> float:
+             console=None, time_limit: float | None = None) -> float:
     """Run one tool in `cwd` with its console output in `log` (removed if empty); the wall
     time in seconds. :class:`FlowError` naming the tool, its error and `log` if it fails.
 
@@ -300,6 +300,10 @@ def run_step(name: str, argv: list[str], log: Path, cwd: Path, *, title: str | N
     ``<title> failed``: the caller prints the step's result line. Without one nothing is
     shown (a caller that has already printed the start of a line), and a failure adds
     `` failed`` to that line.
+
+    `time_limit` (seconds): a tool still running then is stopped, and :class:`FlowError`
+    says so with the phase it was in (nextpnr's router1 can sit in a congestion tail for an
+    hour, DESIGN §12.8).
     """
     start = time.monotonic()
     with open(log, "wb") as stream:
@@ -308,22 +312,34 @@ def run_step(name: str, argv: list[str], log: Path, cwd: Path, *, title: str | N
         except OSError as exc:
             raise FlowError(f"{name} could not start ({argv[0]}): {exc.strerror}") from None
         status = None
+        tail = LogTail(followed_log(argv, cwd, log))
+        phases = phases_for(name)
         try:
-            if title is None:
-                process.wait()
-            else:
-                tail = LogTail(followed_log(argv, cwd, log))
-                phases = phases_for(name)
+            if title is not None:
                 status = LiveStatus(title, console=console)
-                while True:
+            while True:
+                if title is not None:
                     for line in tail.lines():
                         phases.feed(line)
                     status.update(phases.text)
-                    try:
-                        process.wait(timeout=POLL_SECONDS)
-                        break
-                    except subprocess.TimeoutExpired:
-                        pass
+                try:
+                    process.wait(timeout=POLL_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                if time_limit is not None and time.monotonic() - start > time_limit:
+                    process.kill()
+                    process.wait()
+                    for line in tail.lines():
+                        phases.feed(line)
+                    if title is not None:
+                        status.stop()
+                        status = None
+                    print(" stopped" if title is None else f"{title} stopped", flush=True)
+                    raise FlowError(
+                        f"{name} stopped after the time limit of {duration_text(time_limit)}"
+                        + (f", in {phases.text}" if phases.text else "")
+                        + f" (log: {followed_log(argv, cwd, log)})")
         finally:
             if status is not None:
                 status.stop()

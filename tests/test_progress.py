@@ -226,6 +226,32 @@ def test_a_step_with_a_title_that_fails_says_so_on_its_own_line(tmp_path, capsys
     assert capsys.readouterr().out == "[2/4] yosys synth_ecp5 failed\n"
 
 
+STUCK_ROUTER = textwrap.dedent("""\
+    import sys, time
+    log = open(sys.argv[sys.argv.index("-l") + 1], "w")
+    print("Info: Routing 500 arcs.", file=log, flush=True)
+    print("Info:         10 |      100        406 |  100   406 |       406|       "
+          "0.01       0.01|", file=log, flush=True)
+    time.sleep(60)
+    """)
+
+
+@pytest.mark.parametrize("title", [None, "[3/4] nextpnr-ecp5"])
+def test_a_step_past_its_time_limit_is_stopped_and_says_where(tmp_path, capsys, title):
+    script = tmp_path / "stuck.py"
+    script.write_text(STUCK_ROUTER)
+    start = time.monotonic()
+    with pytest.raises(FlowError, match=r"^nextpnr-ecp5 stopped after the time limit of 2 s, "
+                                        r"in routing \(router1\) #10: 406/500 arcs left "
+                                        r"\(log: .*pnr\.log\)$"):
+        run_step("nextpnr-ecp5", [sys.executable, str(script), "-l", "pnr.log"],
+                 tmp_path / "stdout.log", tmp_path, title=title, time_limit=1.5,
+                 console=Console(file=io.StringIO(), force_terminal=False))
+    # Stopped at the limit, not when the tool would have ended.
+    assert time.monotonic() - start < 20
+    assert capsys.readouterr().out == (" stopped\n" if title is None else f"{title} stopped\n")
+
+
 def test_following_the_log_costs_the_parent_little(tmp_path):
     # A tool that writes a 2 MB log (Yosys writes about that) over ~1.5 s: the parent reads
     # and parses all of it, and must spend a small fraction of the tool's time doing so.

@@ -182,6 +182,13 @@ def test_synth_exits_3_when_timing_is_not_met_unless_allowed(tmp_path, monkeypat
     assert main([*argv, "--seeds", "3"]) == 0
     assert [c["seeds"] for c in calls] == [1, 1, 1, 3]
     assert main([*argv, "--seeds", "0"]) == 2
+    # --pnr-time-limit reaches the flow in seconds (no limit by default).
+    assert main([*argv, "--pnr-time-limit", "1.5"]) == 0
+    assert [c["pnr_time_limit"] for c in calls[-2:]] == [None, 90]
+    capsys.readouterr()
+    assert main([*argv, "--pnr-time-limit", "0"]) == 2
+    assert "--pnr-time-limit: must be a number of minutes above 0, not '0'" \
+        in capsys.readouterr().err
 
 
 def fake_python(tmp_path, status):

@@ -375,6 +375,7 @@ def fpga_runs(targets, out: Path, reuse: bool, seed: int, steps: Steps | None = 
             "mixed_product_registers": config.mixed_product_registers,
             "operand_registers": config.operand_registers,
             "broadcast_registers": config.broadcast_registers,
+            "result_registers": config.result_registers,
             # lut: the report's luts (LUT4s in use, DESIGN §7.2), kept for older readers;
             # lut4 (Yosys) and logic_cells (nextpnr) are one unit each.
             "lut": used["luts"]["used"],
@@ -829,12 +830,13 @@ def _label(r: dict) -> str:
 
 
 def _pipeline_registers(r: dict) -> str:
-    """The fabric registers a row's core adds on its broadcasts and around its multipliers
-    (DESIGN §2.1)."""
+    """The fabric registers a row's core adds on its broadcasts, around its multipliers and
+    on its results (DESIGN §2.1)."""
     return "".join(f", {r[key]} {what} register{'s' if r[key] != 1 else ''}" for key, what in
                    (("broadcast_registers", "broadcast"), ("operand_registers", "operand"),
                     ("product_registers", "product"),
-                    ("mixed_product_registers", "mixed-PE product"))
+                    ("mixed_product_registers", "mixed-PE product"),
+                    ("result_registers", "result"))
                    if r.get(key))
 
 

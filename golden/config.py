@@ -39,6 +39,8 @@ MAX_PRODUCT_REGISTERS = 4
 MAX_OPERAND_REGISTERS = 4
 #: Broadcast registers: each is a cycle of latency and a copy of the broadcasts per PE.
 MAX_BROADCAST_REGISTERS = 4
+#: Result registers: each is a cycle of latency and a register per result bit.
+MAX_RESULT_REGISTERS = 4
 #: A configuration file larger than this is not a configuration.
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -53,6 +55,7 @@ LIMITS = {
     "mixed_product_registers": MAX_PRODUCT_REGISTERS,
     "operand_registers": MAX_OPERAND_REGISTERS,
     "broadcast_registers": MAX_BROADCAST_REGISTERS,
+    "result_registers": MAX_RESULT_REGISTERS,
     "vector_memory_bits": MAX_VECTOR_MEMORY_BITS,
     "config_bytes": MAX_CONFIG_BYTES,
 }
@@ -122,6 +125,11 @@ class Config:
     # synthesis keeps apart, and one more cycle of memory latency; one splits the routes
     # across the die of the largest fits (§12.8).
     broadcast_registers: int = 0
+    # Micro-architecture (DESIGN §2.1): registers on every PE's result between the MAC
+    # array's output stage and the y FIFO, each one more cycle of latency; they let the
+    # results of PEs spread over the die reach a y FIFO placed beside the y stream's
+    # consumer, so the stream's handshake stays local (the ECP5-85k mix, §12.8).
+    result_registers: int = 0
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -196,7 +204,8 @@ class Config:
         for name, most in (("product_registers", MAX_PRODUCT_REGISTERS),
                            ("mixed_product_registers", MAX_PRODUCT_REGISTERS),
                            ("operand_registers", MAX_OPERAND_REGISTERS),
-                           ("broadcast_registers", MAX_BROADCAST_REGISTERS)):
+                           ("broadcast_registers", MAX_BROADCAST_REGISTERS),
+                           ("result_registers", MAX_RESULT_REGISTERS)):
             self._require(name, 0 <= getattr(self, name) <= most, f"must be from 0 to {most}")
             self._require_taken(name)
         for name, ok, rule in self.format.check(self):

@@ -59,9 +59,9 @@ class WireFormat:
     #: The per-lane choices of DESIGN §2.1 the engine's core honours (``lut_multipliers``:
     #: its products go through the shared MAC array; ``lutram_banks``: its vector banks are
     #: the banked memories of §3.1; ``product_registers``, ``mixed_product_registers``,
-    #: ``operand_registers``: its multipliers are the shared MAC array's;
-    #: ``broadcast_registers``: its vector banks are written and addressed by broadcasts
-    #: from one control). Any other must stay 0.
+    #: ``operand_registers``, ``result_registers``: its multipliers and results are the
+    #: shared MAC array's; ``broadcast_registers``: its vector banks are written and
+    #: addressed by broadcasts from one control). Any other must stay 0.
     lane_choices: tuple = ()
 
     def check(self, cfg):
@@ -106,7 +106,8 @@ class BBSFormat(WireFormat):
     summary = "bank-balanced sparse core (CSB w stream, lane-transposed x, DESIGN §3-4)"
     fixed_row_length = True
     lane_choices = ("lut_multipliers", "lutram_banks", "product_registers",
-                    "mixed_product_registers", "operand_registers", "broadcast_registers")
+                    "mixed_product_registers", "operand_registers", "broadcast_registers",
+                    "result_registers")
 
     def accumulator_terms(self, cfg) -> int:
         return cfg.nnz_per_row
@@ -144,7 +145,7 @@ class UnstructuredFormat(WireFormat):
                "compressed w stream, DESIGN §9)")
     counts_stalls = True
     lane_choices = ("lut_multipliers", "product_registers", "mixed_product_registers",
-                    "operand_registers")
+                    "operand_registers", "result_registers")
 
     def check(self, cfg):
         return (("lanes", cfg.lanes & (cfg.lanes - 1) == 0,

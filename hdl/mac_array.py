@@ -24,6 +24,8 @@ class MACArray(wiring.Component):
     valid, first, last, tlast : In(1)  a beat; first / last beat of a row group; last group
         of the matrix
     y : Out(ArrayLayout(signed(out_width), pes))  the rows' results after the output stage
+        and ``config.result_registers`` registers (each PE's own, placed on the way to
+        the y FIFO: DESIGN §2.1)
     y_valid, y_tlast : Out(1)
     y_valid_copies : Out(valid_copies)  with `valid_copies` > 1 only: `y_valid` again, each
         bit from a chain of registers of its own (:func:`~.pipeline.copy_flag`), for a
@@ -89,9 +91,15 @@ class MACArray(wiring.Component):
                              config.operand_registers)
 
     @staticmethod
+    def slowest_pe_latency_of(config: Config) -> int:
+        """Cycles of the slowest PE (:meth:`pe_latency_of`): every row's result leaves it
+        together."""
+        return max(MACArray.pe_latency_of(config, pe) for pe in range(config.pes))
+
+    @staticmethod
     def latency_of(config: Config) -> int:
-        return (max(MACArray.pe_latency_of(config, pe) for pe in range(config.pes))
-                + OutputStage.LATENCY)
+        return (MACArray.slowest_pe_latency_of(config) + OutputStage.LATENCY
+                + config.result_registers)
 
     @property
     def latency(self) -> int:
@@ -100,7 +108,8 @@ class MACArray(wiring.Component):
     def elaborate(self, platform):
         c = self._config
         m = Module()
-        slowest = self.latency - OutputStage.LATENCY  # the slowest PE's latency
+        slowest = self.slowest_pe_latency_of(c)
+        after = OutputStage.LATENCY + c.result_registers  # from the PEs' `acc` to `y`
         row_valids = []  # each PE's row-complete strobe, when its result leaves the stage
         # A platform with a DSP floorplan gives every PE's hard multipliers their sites.
         hard = [c.lanes - c.lut_lanes_of(index) for index in range(c.pes)]
@@ -129,13 +138,15 @@ class MACArray(wiring.Component):
                 pe.first.eq(self.first),
                 pe.last.eq(self.last),
                 stage.acc.eq(delay(m, pe.acc, wait, f"pe{index}_acc_wait", reset_less=True)),
-                self.y[index].eq(stage.y),
+                # The results' own registers, on their way to the y FIFO.
+                self.y[index].eq(delay(m, stage.y, c.result_registers, f"pe{index}_result",
+                                       reset_less=True)),
             ]
-            row_valids.append((pe.acc_valid, wait + stage.latency))
+            row_valids.append((pe.acc_valid, wait + after))
         # All PEs work in lockstep: the last PE's row-complete strobe, once every PE's result
         # is there, stands for all.
         m.d.comb += [
-            self.y_valid.eq(delay(m, pe.acc_valid, wait + stage.latency, "row_valid")),
+            self.y_valid.eq(delay(m, pe.acc_valid, wait + after, "row_valid")),
             # `tlast` counts only beside `y_valid`: no reset.
             self.y_tlast.eq(delay(m, self.tlast, self.latency, "row_tlast", reset_less=True)),
         ]

@@ -3,9 +3,10 @@
 RTL_CONFIGS = {
     "lanes1": dict(lanes=1, pes=1, bank_size=4, nnz_per_bank=2, cols=32),
     # Three broadcast registers: one for all PEs, one for each of two groups of PEs (PEs 0
-    # and 1, PE 2), one for each PE.
+    # and 1, PE 2), one for each PE; a result register after every PE (the y FIFO's
+    # three slices take the valid's copies through one more register each).
     "lanes2-pes3": dict(lanes=2, pes=3, bank_size=8, nnz_per_bank=2, cols=64,
-                        broadcast_registers=3),
+                        broadcast_registers=3, result_registers=1),
     "lanes4-2of4": dict(lanes=4, pes=2, bank_size=4, nnz_per_bank=2, cols=64),
     "lanes8-dense": dict(lanes=8, pes=1, bank_size=4, nnz_per_bank=4, cols=64),
     "lanes16-bank16-nnz1": dict(lanes=16, pes=2, bank_size=16, nnz_per_bank=1, cols=512),
@@ -27,10 +28,11 @@ RTL_CONFIGS = {
     # placed in block RAM; two product registers after every DSP multiplier (the LUT
     # multipliers' last stages count as theirs), one more in the mixed PE 1 (PEs 0 and 2
     # wait for it), and two operand registers in front of every multiplier; two broadcast
-    # registers.
+    # registers; two result registers.
     "lut-lanes": dict(lanes=4, pes=3, bank_size=4, nnz_per_bank=2, cols=64, weight_width=7,
                       act_width=6, lut_multipliers=6, lutram_banks=5, product_registers=2,
-                      mixed_product_registers=1, operand_registers=2, broadcast_registers=2),
+                      mixed_product_registers=1, operand_registers=2, broadcast_registers=2,
+                      result_registers=2),
     # More lanes than one broadcast copy drives (BBSSpMV.BROADCAST_LANES = 16): each PE's
     # banks in two groups (16 + 4 lanes), each with copies of its own; LUT RAM from PE 0's
     # lane 15 on (across the groups' boundary), LUT multipliers in PE 1.

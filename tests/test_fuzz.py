@@ -83,6 +83,7 @@ VALID = {
     "mixed_product_registers": st.one_of(st.just(0), st.integers(0, 5)),
     "operand_registers": st.one_of(st.just(0), st.integers(0, 5)),
     "broadcast_registers": st.one_of(st.just(0), st.integers(0, 5)),
+    "result_registers": st.one_of(st.just(0), st.integers(0, 5)),
 }
 assert set(VALID) == set(PARAMETERS)
 

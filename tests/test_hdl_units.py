@@ -240,19 +240,21 @@ def test_bbs_credits_follow_the_shortest_row():
     fixed._MustUse__silence = runtime._MustUse__silence = True  # only asked for a figure
     assert fixed.y_credits < runtime.y_credits
 
-@pytest.mark.parametrize("lut_multipliers", [0, 4])
-def test_mac_array_valid_copies_equal_y_valid_through_resets(lut_multipliers):
+@pytest.mark.parametrize("lut_multipliers, result_registers", [(0, 0), (4, 0), (4, 2)])
+def test_mac_array_valid_copies_equal_y_valid_through_resets(lut_multipliers,
+                                                             result_registers):
     """Each of the MAC array's copies of `y_valid` (one per y FIFO slice), from registers of
     its own, equals `y_valid` every cycle, under random beats and resets; also when the PEs
-    differ in latency (a PE mixing hard and LUT multipliers with extra product
-    registers)."""
+    differ in latency (a PE mixing hard and LUT multipliers with extra product registers)
+    and with result registers."""
     config = Config(pes=3, lut_multipliers=lut_multipliers,
-                    mixed_product_registers=2 if lut_multipliers else 0)
+                    mixed_product_registers=2 if lut_multipliers else 0,
+                    result_registers=result_registers)
     dut = MACArray(config, valid_copies=3)
     m = Module()
     m.domains.sync = domain = ClockDomain()
     m.submodules.dut = dut
-    rng = np.random.default_rng(lut_multipliers)
+    rng = np.random.default_rng(lut_multipliers + result_registers)
     seen = []
 
     async def testbench(ctx):

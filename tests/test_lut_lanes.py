@@ -14,7 +14,9 @@ from amaranth.sim import Simulator
 from bbsparse.golden.config import Config, ConfigError
 from bbsparse.hdl.lut_multiplier import LUTMultiplier
 from bbsparse.hdl.mac_array import MACArray
+from bbsparse.hdl.result_queue import ResultQueue
 from bbsparse.hdl.spmv import BBSSpMV
+from bbsparse.hdl.unstructured import UnstructuredSpMV
 from bbsparse.synth.families import ECP5
 from bbsparse.synth.flow import fit_search
 from bbsparse.synth.netlist import core_netlist
@@ -171,6 +173,28 @@ def test_broadcast_registers_rules_and_latency():
         with pytest.raises(ConfigError, match=f"broadcast_registers must be 0 for pattern "
                                               f"'{pattern}'"):
             Config(pattern=pattern, lanes=4, bank_size=4, cols=32, broadcast_registers=1)
+
+
+def test_result_registers_rules_and_latency():
+    """Each result register is one more cycle of the MAC array, between its output stage
+    and the y FIFO (DESIGN §2.1), for both engines that share it; the credits cover it."""
+    for pattern, latency_of in (("bbs", BBSSpMV.latency_of),
+                                ("unstructured", UnstructuredSpMV.latency_of)):
+        plain = Config(pattern=pattern, lanes=4, bank_size=4, cols=32)
+        for extra in (1, 4):
+            c = Config(**{**plain.to_dict(), "result_registers": extra})
+            assert MACArray.latency_of(c) - MACArray.latency_of(plain) == extra
+            assert latency_of(c) - latency_of(plain) == extra
+    deep = Config(result_registers=4)
+    assert BBSSpMV.y_credits_of(deep) == ResultQueue.credits_for(BBSSpMV.latency_of(deep),
+                                                                  deep.cycles_per_row)
+    assert BBSSpMV.y_credits_of(deep) >= BBSSpMV.y_credits_of(Config())
+    for bad in (5, -1):
+        with pytest.raises(ConfigError, match=rf"^result_registers must be from 0 to 4, "
+                                              rf"not {bad}$"):
+            Config(result_registers=bad)
+    with pytest.raises(ConfigError, match="result_registers must be 0 for pattern 'cbs'"):
+        Config(pattern="cbs", lanes=4, bank_size=4, cols=32, result_registers=1)
 
 
 @pytest.mark.parametrize("lanes, broadcast, groups", [

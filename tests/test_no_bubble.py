@@ -51,9 +51,10 @@ BBS_CONFIGS = {
     "rounds1-pes2": dict(lanes=4, pes=2, bank_size=4, nnz_per_bank=1, cols=16),
     # The same with three broadcast registers: x writes and reads both reach the memories
     # three cycles later, through a tree (one register for all PEs, one for each group of
-    # PEs: PEs 0 and 1, PE 2; then each PE's own copies).
+    # PEs: PEs 0 and 1, PE 2; then each PE's own copies); two result registers (the
+    # credits cover them).
     "rounds1-broadcast3": dict(lanes=2, pes=3, bank_size=4, nnz_per_bank=1, cols=8,
-                               broadcast_registers=3),
+                               broadcast_registers=3, result_registers=2),
     # Two rounds: groups of two beats around x_beats = 8.
     "rounds2": dict(lanes=4, pes=1, bank_size=4, nnz_per_bank=1, cols=32),
     # One-beat x frames: a buffer is refilled whole in one cycle.

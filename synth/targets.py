@@ -161,8 +161,10 @@ def _ecp5_dsp_sites(rows, blocks) -> tuple:
 
 
 def _ecp5(size: str, luts: int, dsps: int, ebrs: int, lutram_units: int,
-          freq_mhz: float, broadcast_registers: int = 1, operand_registers: int = 1,
-          mix_broadcast_registers: int = 1, dsp_sites: tuple = ()) -> Target:
+          freq_mhz: float, *, fit: dict | None = None, mix: dict | None = None,
+          dsp_sites: tuple = ()) -> Target:
+    """An ECP5 of the ULX3S; `fit` and `mix` change the family's :attr:`Target.fit_core`
+    and :attr:`Target.fit_core_mix` for this size (why, where they are given)."""
     return Target(
         name=f"ecp5-{size}", family=family_of("ecp5"), device=f"LFE5U-{size[:-1].upper()}F",
         package="CABGA381", board="ULX3S", pnr_device=size, luts=luts, ffs=luts, dsps=dsps,
@@ -181,8 +183,8 @@ def _ecp5(size: str, luts: int, dsps: int, ebrs: int, lutram_units: int,
         # register cannot reach every PE's copy: three make a tree (DESIGN §2.1; 85k fit, 3
         # seeds: 171.4-178.5 MHz, with two 162.2-173.8), and its operands two registers
         # (one operand register was placed 70 rows from its MULT18X18D, 5.0 ns).
-        fit_core=dict(product_registers=2, operand_registers=operand_registers,
-                      broadcast_registers=broadcast_registers),
+        fit_core={"product_registers": 2, "operand_registers": 1, "broadcast_registers": 1,
+                  **(fit or {})},
         # A mix fills the fabric with LUT multipliers and its banks go to LUT RAM: flip-flops,
         # not routes to a far block RAM or DSP row, stop it first. No operand register and
         # one broadcast register (each adds a register per multiplier operand, weight and
@@ -191,7 +193,7 @@ def _ecp5(size: str, luts: int, dsps: int, ebrs: int, lutram_units: int,
         # On the 85k's die one register from the x writes' source to 20 lane groups' copies
         # crosses it (6.9 ns of routing): the 85k's mix takes two, the first one for all
         # (seed 1: 137.6 -> 148.2 MHz, 62,365 flip-flops; DESIGN §12.8).
-        fit_core_mix=dict(operand_registers=0, broadcast_registers=mix_broadcast_registers),
+        fit_core_mix={"operand_registers": 0, "broadcast_registers": 1, **(mix or {})},
         dsp_sites=dsp_sites,
     )
 
@@ -210,8 +212,9 @@ TARGETS: dict[str, Target] = {
     # (DESIGN §12.7): 200 MHz on the 25k, 180 on the larger parts, 60 on the UP5K.
     "ecp5-25k": _ecp5("25k", 24288, 28, 56, 3036, 200.0),
     "ecp5-45k": _ecp5("45k", 43848, 72, 108, 5481, 180.0),
-    "ecp5-85k": _ecp5("85k", 83640, 156, 208, 10455, 180.0, broadcast_registers=3,
-                      operand_registers=2, mix_broadcast_registers=2,
+    "ecp5-85k": _ecp5("85k", 83640, 156, 208, 10455, 180.0,
+                      fit=dict(operand_registers=2, broadcast_registers=3),
+                      mix=dict(broadcast_registers=2),
                       dsp_sites=_ecp5_dsp_sites((10, 34, 58), (4, 13, 22, 31, 40, 49, 58, 69,
                                                                78, 87, 96, 105, 114))),
 }

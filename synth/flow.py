@@ -718,7 +718,7 @@ FIT_LUT_BUDGET = 0.5
 
 
 def fit_search(target: Target, base: Config, limit: int = 10, ram: str = "auto", *,
-               multipliers: str = "dsp", lut_budget: float = FIT_LUT_BUDGET) -> list[dict]:
+               multipliers: str = "dsp", lut_budget: float | None = None) -> list[dict]:
     """Every (lanes, pes) that fits `target` by the pre-tool model, best first (DESIGN §12.8).
 
     `multipliers` = ``"dsp"`` (the default): every multiplier in a DSP block, so at most the
@@ -726,7 +726,8 @@ def fit_search(target: Target, base: Config, limit: int = 10, ram: str = "auto",
     engine takes ``lut_multipliers``; not the default while the 85k's mix routes slowly
     and misses its clock goal, DESIGN §12.8): the DSP blocks first,
     then LUT multipliers (``lut_multipliers`` = multipliers beyond the DSP budget) while the
-    estimated LUT4s stay within `lut_budget` of the device's; when the vector banks' block
+    estimated LUT4s stay within `lut_budget` of the device's (default: the target's
+    ``fit_lut_budget``, else :data:`FIT_LUT_BUDGET`); when the vector banks' block
     RAM runs out, the banks are split (``lutram_banks``): as many in block RAM as the blocks
     left by the other memories hold, the rest in LUT RAM (``--ram auto`` and a device with
     LUT RAM only).
@@ -749,6 +750,8 @@ def fit_search(target: Target, base: Config, limit: int = 10, ram: str = "auto",
     mix = multipliers == "mix" and "lut_multipliers" in lane_choices
     split_banks = mix and "lutram_banks" in lane_choices and ram == "auto" \
         and bool(target.lutram_units)
+    if lut_budget is None:
+        lut_budget = target.fit_lut_budget or FIT_LUT_BUDGET
     lut_cap = int(target.luts * lut_budget)
     from ..hdl.lut_multiplier import LUTMultiplier
 

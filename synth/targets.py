@@ -85,6 +85,9 @@ class Target:
     fit_core: dict = field(default_factory=dict)
     #: What a ``--fit --fit-multipliers mix`` changes over :attr:`fit_core` (DESIGN §12.8).
     fit_core_mix: dict = field(default_factory=dict)
+    #: The share of the LUT4s a mix fills at most by the pre-tool estimate (the rest is room
+    #: for placement and routing, DESIGN §12.8); None: the flow's ``FIT_LUT_BUDGET``.
+    fit_lut_budget: float | None = None
     #: The DSP blocks' sites as nextpnr names them (BELs), for ``--dsp-floorplan``
     #: (:func:`~.families.base.dsp_floorplan`); empty: not known, no floorplan.
     dsp_sites: tuple = ()
@@ -162,7 +165,7 @@ def _ecp5_dsp_sites(rows, blocks) -> tuple:
 
 def _ecp5(size: str, luts: int, dsps: int, ebrs: int, lutram_units: int,
           freq_mhz: float, *, fit: dict | None = None, mix: dict | None = None,
-          dsp_sites: tuple = ()) -> Target:
+          mix_lut_budget: float | None = None, dsp_sites: tuple = ()) -> Target:
     """An ECP5 of the ULX3S; `fit` and `mix` change the family's :attr:`Target.fit_core`
     and :attr:`Target.fit_core_mix` for this size (why, where they are given)."""
     return Target(
@@ -194,7 +197,7 @@ def _ecp5(size: str, luts: int, dsps: int, ebrs: int, lutram_units: int,
         # crosses it (6.9 ns of routing): the 85k's mix takes two, the first one for all
         # (seed 1: 137.6 -> 148.2 MHz, 62,365 flip-flops; DESIGN §12.8).
         fit_core_mix={"operand_registers": 0, "broadcast_registers": 1, **(mix or {})},
-        dsp_sites=dsp_sites,
+        fit_lut_budget=mix_lut_budget, dsp_sites=dsp_sites,
     )
 
 
@@ -214,7 +217,14 @@ TARGETS: dict[str, Target] = {
     "ecp5-45k": _ecp5("45k", 43848, 72, 108, 5481, 180.0),
     "ecp5-85k": _ecp5("85k", 83640, 156, 208, 10455, 180.0,
                       fit=dict(operand_registers=2, broadcast_registers=3),
-                      mix=dict(broadcast_registers=2),
+                      # The mix's results cross the die from its PEs to the y FIFO (seed
+                      # 1 of the 128 x 3: 4.7 ns of routing from a valid's copy to a
+                      # slice): two result registers (DESIGN §12.8). With 55 % of the
+                      # LUT4s its mix is 128 x 3 (384 multipliers; 64 x 5 within half):
+                      # 52 % of the logic cells and 93 % of the flip-flops, routed at
+                      # 154.9 MHz (seed 1, 119.0 GOPS).
+                      mix=dict(broadcast_registers=2, result_registers=2),
+                      mix_lut_budget=0.55,
                       dsp_sites=_ecp5_dsp_sites((10, 34, 58), (4, 13, 22, 31, 40, 49, 58, 69,
                                                                78, 87, 96, 105, 114))),
 }

@@ -245,17 +245,18 @@ def test_cli_check_and_fit_run_no_tool(tmp_path, capsys):
     assert main(["synth", "--target", "ecp5-85k", "--fit", "--fit-multipliers", "mix",
                  "--check", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "64 lanes x 5 PEs = 320 multipliers, 156/156 MULT18X18D" in text
-    assert "164 LUT multipliers" in text
+    assert "128 lanes x 3 PEs = 384 multipliers, 156/156 MULT18X18D" in text
+    assert "228 LUT multipliers" in text
     # The mix's own micro-architecture over the fit's (Target.fit_core_mix): no operand
-    # register, two broadcast registers on the 85k (one on the 25k); --set still wins.
-    assert "product_registers 2, broadcast_registers 2;" in text
+    # register, two broadcast and two result registers on the 85k (one broadcast register
+    # on the 25k); --set still wins.
+    assert "product_registers 2, broadcast_registers 2, result_registers 2;" in text
     assert "operand_registers" not in text
     assert not out.exists()
     assert main(["synth", "--target", "ecp5-85k", "--fit", "--fit-multipliers", "mix",
                  "--check", "--set", "operand_registers=1"]) == 0
-    assert "product_registers 2, operand_registers 1, broadcast_registers 2;" \
-        in capsys.readouterr().out
+    assert "product_registers 2, operand_registers 1, broadcast_registers 2, " \
+        "result_registers 2;" in capsys.readouterr().out
     assert main(["synth", "--target", "ecp5-25k", "--fit", "--fit-multipliers", "mix",
                  "--check"]) == 0
     assert "product_registers 2, broadcast_registers 1;" in capsys.readouterr().out

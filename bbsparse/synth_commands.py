@@ -135,9 +135,9 @@ def add_synth(subparsers) -> None:
                              "device (other parameters from the configuration), then run it")
     parser.add_argument("--fit-multipliers", choices=("dsp", "mix"), default="dsp",
                         help="what --fit fills: dsp (default: DSP blocks only) or mix (every "
-                             "DSP block, then LUT multipliers within half the LUTs; the 85k's "
-                             "mix takes 40-85 minutes of nextpnr, about 20 with --placer static, "
-                             "and misses its clock goal, "
+                             "DSP block, then LUT multipliers within half the LUTs, 55 %% on "
+                             "the 85k; the 85k's mix takes 40-60 minutes of nextpnr with "
+                             "--placer static --dsp-floorplan and misses its 180 MHz goal, "
                              "DESIGN section 12.8)")
     parser.add_argument("--check", action="store_true",
                         help="only the fit check (and the --fit search): run no tool")

@@ -222,7 +222,8 @@ TARGETS: dict[str, Target] = {
                       # slice): two result registers (DESIGN §12.8). With 55 % of the
                       # LUT4s its mix is 128 x 3 (384 multipliers; 64 x 5 within half):
                       # 52 % of the logic cells and 93 % of the flip-flops, routed at
-                      # 154.9 MHz (seed 1, 119.0 GOPS).
+                      # 155.3 MHz (seed 1, 119.3 GOPS; seeds 2-3 139.4, 140.7). The 25k
+                      # keeps half: its 55 % (10 x 7) made 153.1 MHz, 64 x 1 226.1.
                       mix=dict(broadcast_registers=2, result_registers=2),
                       mix_lut_budget=0.55,
                       dsp_sites=_ecp5_dsp_sites((10, 34, 58), (4, 13, 22, 31, 40, 49, 58, 69,

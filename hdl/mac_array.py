@@ -146,7 +146,7 @@ class MACArray(wiring.Component):
         # All PEs work in lockstep: the last PE's row-complete strobe, once every PE's result
         # is there, stands for all.
         m.d.comb += [
-            self.y_valid.eq(delay(m, pe.acc_valid, wait + after, "row_valid")),
+            self.y_valid.eq(delay(m, *row_valids[-1], "row_valid")),
             # `tlast` counts only beside `y_valid`: no reset.
             self.y_tlast.eq(delay(m, self.tlast, self.latency, "row_tlast", reset_less=True)),
         ]

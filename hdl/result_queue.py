@@ -121,7 +121,7 @@ class CreditFIFO(wiring.Component):
         def control(name, shape=1, copy=False):
             # In a sliced FIFO, the slice's reset (below) instead of the domain's.
             controls.append(named(name, shape, reset_less=sliced,
-                                     attrs={COPY_ATTRIBUTE: 1} if sliced or copy else {}))
+                                  attrs={COPY_ATTRIBUTE: 1} if sliced or copy else {}))
             return controls[-1]
 
         # At least one bit, also for a memory of one word (no zero-width wires in the

@@ -328,18 +328,17 @@ def run_step(name: str, argv: list[str], log: Path, cwd: Path, *, title: str | N
                 except subprocess.TimeoutExpired:
                     pass
                 if time_limit is not None and time.monotonic() - start > time_limit:
-                    process.kill()
-                    process.wait()
+                    # The tool is stopped below (finally), after its last phase is read.
                     for line in tail.lines():
                         phases.feed(line)
-                    if title is not None:
+                    if status is not None:
                         status.stop()
                         status = None
                     print(" stopped" if title is None else f"{title} stopped", flush=True)
                     raise FlowError(
                         f"{name} stopped after the time limit of {duration_text(time_limit)}"
                         + (f", in {phases.text}" if phases.text else "")
-                        + f" (log: {followed_log(argv, cwd, log)})")
+                        + f" (log: {tail.path})")
         finally:
             if status is not None:
                 status.stop()

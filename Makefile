@@ -66,8 +66,11 @@ compare: $(STAMP)
 # The project's figures in one run: patterns, scaling, FPGA targets, tool speed.
 # Writes build/bench/results.json, results.md and PNG plots (about 28 minutes here);
 # `make bench-save` then copies them over the committed bench/ that the README quotes.
+# A nextpnr run past PNR_TIME_LIMIT minutes is stopped and reported as such (the ECP5-85k
+# mix's seeds take 40-60 minutes two at a time; a congested one can sit in router1 for hours).
+PNR_TIME_LIMIT ?= 90
 bench: $(STAMP)
-	$(VERILATOR_ENV) $(PY) -m bbsparse bench --out build/bench
+	$(VERILATOR_ENV) $(PY) -m bbsparse bench --out build/bench --pnr-time-limit $(PNR_TIME_LIMIT)
 
 bench-save:
 	@test -f build/bench/results.json || { echo "no build/bench/results.json: run make bench first"; exit 2; }

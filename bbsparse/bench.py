@@ -312,25 +312,35 @@ FPGA_WORKERS = 2
 FPGA_SEED_FACTOR = 2.0
 
 
-def _more_seeds(target, folder: Path, report: dict, placer: str) -> dict:
+def _more_seeds(target, folder: Path, report: dict, placer: str,
+                time_limit: float | None = None) -> dict:
     """Fmax over FPGA_SEEDS seeds for a reused report written without them: nextpnr again
-    on its netlist with the seeds after its own."""
+    on its netlist with the seeds after its own (one past `time_limit` is stopped and ranks
+    below the others: :func:`~.synth.flow.seed_figures`)."""
     from .synth.flow import fmax_over_seeds, seed_figures
 
     first = report.get("seed", 1)
+    stopped: dict = {}
     found = fmax_over_seeds(folder, target, range(first + 1, first + FPGA_SEEDS),
                             report["fmax"]["constraint_mhz"], workers=FPGA_WORKERS,
-                            placer=placer)
-    return seed_figures({first: report["fmax"]["achieved_mhz"], **found})
+                            placer=placer, time_limit=time_limit, stopped=stopped)
+    return seed_figures({first: report["fmax"]["achieved_mhz"], **found}, stopped)
 
 
-def fpga_runs(targets, out: Path, reuse: bool, seed: int, steps: Steps | None = None) -> list:
+def fpga_runs(targets, out: Path, reuse: bool, seed: int, steps: Steps | None = None,
+              pnr_time_limit: float | None = None) -> list:
     """The largest fitting configuration per target (``bbsparse synth --fit``), then the
     default cores of :func:`fpga_cores`: resources and Fmax from Yosys and nextpnr, the
-    configuration's utilization from the RTL, and the GOPS they give (2 ops a MAC)."""
+    configuration's utilization from the RTL, and the GOPS they give (2 ops a MAC).
+
+    `pnr_time_limit` (seconds, ``bbsparse bench --pnr-time-limit``): a nextpnr run still
+    going then is stopped. A further seed stopped ranks below the seeds that finished
+    (:func:`~.synth.flow.seed_figures`); the first seed stopped leaves the row without
+    resources or Fmax (``stopped``: why) and the bench goes on to the next core."""
     from .synth.flow import run_flow, seed_figures
     from .synth.table import logic_figures
     from .synth.targets import TARGETS
+    from .synth.tools import TimeLimitError
 
     begin = _steps_or_lines(steps)
     results = []
@@ -340,17 +350,24 @@ def fpga_runs(targets, out: Path, reuse: bool, seed: int, steps: Steps | None = 
         folder = _folder(out, name, core)
         previous = _reusable(out, name, config, reuse, core)
         label = _core_label(name, core)
+        report, stopped = None, None
         if previous is not None:
             begin(f"FPGA {label}: reusing {previous}")
             report = json.loads(previous.read_text())
             if "fmax_seeds" not in report and (folder / "synth.json").exists():
-                report["fmax_seeds"] = _more_seeds(target, folder, report, _placer(core))
+                report["fmax_seeds"] = _more_seeds(target, folder, report, _placer(core),
+                                                   pnr_time_limit)
         else:
             begin(f"FPGA {label}: {config.lanes} lanes x {config.pes} PEs through Yosys and "
                   f"nextpnr, {FPGA_SEEDS} placement seeds")
-            report = run_flow(target, config, folder, seeds=FPGA_SEEDS,
-                              workers=FPGA_WORKERS, placer=_placer(core),
-                              dsp_floorplan=_floorplan(name, core)).report
+            try:
+                report = run_flow(target, config, folder, seeds=FPGA_SEEDS,
+                                  workers=FPGA_WORKERS, placer=_placer(core),
+                                  dsp_floorplan=_floorplan(name, core),
+                                  pnr_time_limit=pnr_time_limit).report
+            except TimeLimitError as exc:
+                stopped = str(exc)
+                _log(f"bench: FPGA {label}: {stopped}; no figures for it")
         rng = np.random.default_rng(seed)
         rows = 32 * config.pes
         W = prune.PRUNERS["bbs"](rng.integers(-128, 128, size=(rows, config.cols)),
@@ -358,24 +375,32 @@ def fpga_runs(targets, out: Path, reuse: bool, seed: int, steps: Steps | None = 
         X = rng.integers(-128, 128, size=(2, config.cols))
         begin(f"FPGA {label}: utilization of that configuration on the RTL")
         sim = _run(config, W, X)
-        used = report["resources"]
-        logic = logic_figures(report)
-        seeds = report.get("fmax_seeds") or seed_figures({report.get("seed", 1):
-                                                          report["fmax"]["achieved_mhz"]})
-        fmax = seeds["median_mhz"]  # the GOPS at the median over the seeds
-        per_cycle = 2 * config.multipliers * sim["utilization_steady"]
-        gops = per_cycle * fmax / 1000
-        dsps_used = used["dsps"]["used"]
-        w_bits = report.get("w_stream", {}).get("bits_per_beat", config.w_beat_width)
-        board = (report.get("w_stream") or {}).get("board_memory")
-        timing = report.get("timing") or {"met": report["fmax"]["met"]}
-        results.append({
+        row = {
             "target": name, "core": core, "lanes": config.lanes, "pes": config.pes,
             "product_registers": config.product_registers,
             "mixed_product_registers": config.mixed_product_registers,
             "operand_registers": config.operand_registers,
             "broadcast_registers": config.broadcast_registers,
             "result_registers": config.result_registers,
+            "utilization_steady": sim["utilization_steady"],
+            "utilization_whole_run": sim["utilization"],
+        }
+        if report is None:
+            results.append({**row, "stopped": stopped})
+            continue
+        used = report["resources"]
+        logic = logic_figures(report)
+        seeds = report.get("fmax_seeds") or seed_figures({report.get("seed", 1):
+                                                          report["fmax"]["achieved_mhz"]})
+        fmax = seeds["median_mhz"]  # the GOPS at the median over the seeds (None: stopped)
+        per_cycle = 2 * config.multipliers * sim["utilization_steady"]
+        gops = None if fmax is None else per_cycle * fmax / 1000
+        dsps_used = used["dsps"]["used"]
+        w_bits = report.get("w_stream", {}).get("bits_per_beat", config.w_beat_width)
+        board = (report.get("w_stream") or {}).get("board_memory")
+        timing = report.get("timing") or {"met": report["fmax"]["met"]}
+        results.append({
+            **row,
             # lut: the report's luts (LUT4s in use, DESIGN §7.2), kept for older readers;
             # lut4 (Yosys) and logic_cells (nextpnr) are one unit each.
             "lut": used["luts"]["used"],
@@ -389,22 +414,22 @@ def fpga_runs(targets, out: Path, reuse: bool, seed: int, steps: Steps | None = 
             # fmax_mhz: the built bitstream's (first seed); the GOPS use the median.
             "fmax_mhz": report["fmax"]["achieved_mhz"],
             "fmax_min_mhz": seeds["min_mhz"], "fmax_median_mhz": seeds["median_mhz"],
-            "fmax_seeds": {"seeds": seeds["seeds"], "fmax_mhz": seeds["fmax_mhz"]},
+            "fmax_seeds": {key: seeds[key] for key in ("seeds", "fmax_mhz", "stopped")
+                           if key in seeds},
             "constraint_mhz": report["fmax"]["constraint_mhz"],
             "timing_met": timing["met"], "timing_reasons": timing.get("reasons", []),
             "dsp_registers_ok": (report.get("dsp_registers") or {}).get("all_registered"),
             "dsp_check_ok": report["dsp_check"]["ok"],
-            "utilization_steady": sim["utilization_steady"],
-            "utilization_whole_run": sim["utilization"],
             "gops_sparse": gops,
-            "gops_dense_equivalent": gops / config.density,
+            "gops_dense_equivalent": None if gops is None else gops / config.density,
             "ops_per_dsp_per_cycle": per_cycle / config.multipliers,
-            "gops_per_dsp": gops / dsps_used if dsps_used else None,
-            "gops_per_1000_luts": gops / (used["luts"]["used"] / 1000),
+            "gops_per_dsp": gops / dsps_used if dsps_used and gops is not None else None,
+            "gops_per_1000_luts": (None if gops is None
+                                   else gops / (used["luts"]["used"] / 1000)),
             # The w stream the GOPS assume (one beat a cycle at the median Fmax), and what
             # the chip and the board can give (DESIGN §11.3 w_stream).
             "w_bits_per_beat": w_bits,
-            "w_gbit_per_s_needed": w_bits * fmax / 1000,
+            "w_gbit_per_s_needed": None if fmax is None else w_bits * fmax / 1000,
             "on_chip_weights": (report.get("w_stream") or {}).get(
                 "on_chip_weight_capacity", {}).get("weights"),
             "board_memory": board,
@@ -824,6 +849,11 @@ def _fig(value, form: str) -> str:
     return "-" if value is None else format(value, form)
 
 
+def _mhz(value) -> str:
+    """An Fmax of the table; None: the seed it falls on was stopped at the time limit."""
+    return "stopped" if value is None else f"{value:.1f}"
+
+
 def _label(r: dict) -> str:
     """A row's target, and its core when it is not the fit."""
     return _core_label(r["target"], r.get("core", "fit"))
@@ -851,17 +881,21 @@ def fpga_markdown(fpga: list) -> list[str]:
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
              "| ---: | ---: | ---: | ---: |"]
     for r in fpga:
+        core = (f"| {r['target']} | {r.get('core', 'fit')}: {r['lanes']} x {r['pes']}"
+                f"{_pipeline_registers(r)} |")
+        if r.get("stopped"):
+            lines.append(core + " - |" * 5 + " stopped | stopped |" + " - |" * 7)
+            continue
         met = r.get("timing_met")
         constraint = f"{r['constraint_mhz']:g}" if "constraint_mhz" in r else "-"
         if met is not None:
             constraint += " met" if met else " NOT MET"
         lines.append(
-            f"| {r['target']} | {r.get('core', 'fit')}: {r['lanes']} x {r['pes']}"
-            f"{_pipeline_registers(r)} | {r.get('lut4') or '-'} | "
+            f"{core} {r.get('lut4') or '-'} | "
             f"{r.get('logic_cells') or '-'} | {r['ff']} | {r['dsp']} | {r['bram']} | "
-            f"{r.get('fmax_min_mhz', r['fmax_mhz']):.1f} | "
-            f"{r.get('fmax_median_mhz', r['fmax_mhz']):.1f} | {constraint} | "
-            f"{r['gops_sparse']:.1f} | {r['gops_dense_equivalent']:.1f} | "
+            f"{_mhz(r.get('fmax_min_mhz', r['fmax_mhz']))} | "
+            f"{_mhz(r.get('fmax_median_mhz', r['fmax_mhz']))} | {constraint} | "
+            f"{_fig(r['gops_sparse'], '.1f')} | {_fig(r['gops_dense_equivalent'], '.1f')} | "
             f"{r['ops_per_dsp_per_cycle']:.2f} | {_fig(r.get('gops_per_dsp'), '.3f')} | "
             f"{_fig(r.get('gops_per_1000_luts'), '.2f')} | "
             f"{_fig(r.get('w_gbit_per_s_needed'), '.2f')} |")
@@ -881,6 +915,14 @@ def fpga_markdown(fpga: list) -> list[str]:
             notes.append(f"{_label(r)}: " + "; ".join(r["timing_reasons"]))
     if notes:
         lines += ["", "Timing not met: " + ". ".join(notes) + "."]
+    stops = [f"{_label(r)}: {r['stopped']}" for r in fpga if r.get("stopped")]
+    stops += [f"{_label(r)}, seed {s['seed']}: {s['reason']}" for r in fpga
+              for s in (r.get("fmax_seeds") or {}).get("stopped", [])]
+    if stops:
+        lines += ["", "Stopped at the time limit (`bbsparse bench --pnr-time-limit`; a seed "
+                  "stopped ranks below every seed that finished, so its min reads stopped, "
+                  "and its median too when the median falls on it): " + ". ".join(stops)
+                  + "."]
     stream = [r for r in fpga if r.get("w_gbit_per_s_needed") is not None]
     if stream:
         lines += ["", "Where the weights come from: the GOPS assume one w beat (lanes x pes "
@@ -938,20 +980,22 @@ def markdown(results: dict) -> str:
               f"- simulated cycles per second (16 lanes, 1024 x 1024 dense): "
               f"{speed['sim_cycles_per_second'] / 1e6:.2f} M"]
     for r in results.get("fpga", []):
-        lines.append(f"- {_label(r)}: " + ", ".join(
-            f"{step} {seconds:.1f} s" for step, seconds in r["step_seconds"].items()))
+        if r.get("step_seconds"):
+            lines.append(f"- {_label(r)}: " + ", ".join(
+                f"{step} {seconds:.1f} s" for step, seconds in r["step_seconds"].items()))
     lines += compiled_markdown(results.get("compiled_model"))
     return "\n".join(lines) + "\n"
 
 
 def main(out: Path, *, rows: int = 1024, cols: int = 1024, lanes: int = 16, pes: int = 2,
-         vectors: int = 2, seed: int = 7, targets=(), reuse_synth: bool = False) -> int:
+         vectors: int = 2, seed: int = 7, targets=(), reuse_synth: bool = False,
+         pnr_time_limit: float | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     steps = plan(targets, out, reuse_synth)
     patterns = pattern_runs(rows, cols, lanes, pes, vectors, seed, steps)
     scaling = scaling_runs(seed, steps)
-    fpga = fpga_runs(targets, out, reuse_synth, seed, steps) if targets else []
+    fpga = fpga_runs(targets, out, reuse_synth, seed, steps, pnr_time_limit) if targets else []
     compiled = compiled_model_runs(targets, out, steps)
     bench_cbs.main(out, seed=seed)  # cbs.json, cbs.md
     # A configuration built by an earlier run reports 0 s (cached): not a build time.

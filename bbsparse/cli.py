@@ -26,6 +26,7 @@ from bbsparse.cliutil import (  # noqa: F401 - number_type: synth/flow.py until 
     count,
     load_integers,
     load_matrix,
+    minutes,
     number_type,
     positive_int,
     probability,
@@ -303,6 +304,11 @@ def add_bench(subparsers) -> None:
                         help="reuse a target's report.json when its configuration and the "
                              "Verilog of its synthesis top are unchanged")
     parser.add_argument("--seed", type=count, default=7, help="seed of the data (default 7)")
+    parser.add_argument("--pnr-time-limit", type=minutes, metavar="MINUTES",
+                        help="stop a nextpnr run after MINUTES of wall time: a further seed "
+                             "then ranks below the seeds that finished, a first seed leaves "
+                             "its core's row 'stopped' and the bench goes on (default: no "
+                             "limit; 'make bench' gives 90)")
     parser.set_defaults(run=run_bench)
 
 
@@ -320,7 +326,8 @@ def run_bench(args) -> int:
     from bbsparse.synth.tools import FlowError
 
     try:
-        return bench.main(out, seed=args.seed, targets=targets, reuse_synth=args.reuse_synth)
+        return bench.main(out, seed=args.seed, targets=targets, reuse_synth=args.reuse_synth,
+                          pnr_time_limit=args.pnr_time_limit and 60 * args.pnr_time_limit)
     except FlowError as exc:
         raise CliError(str(exc)) from None
 

@@ -26,6 +26,7 @@ from bbsparse.cliutil import (
     add_config_options,
     check_folder,
     config_from,
+    minutes,
     number_type,
     positive_int,
     write_outputs,
@@ -48,7 +49,6 @@ from bbsparse.synth.targets import RAM_POLICIES, TARGETS, FitError, Target, fit_
 __all__ = ["add_synth", "run_synth", "add_board", "run_board", "config_for"]
 
 _mhz = number_type(float, lambda v: 0 < v < 2000, "a frequency in MHz")
-_minutes = number_type(float, lambda v: 0 < v <= 10000, "a number of minutes above 0")
 # nextpnr reads its seed as a C int: a larger one would fail in the tool, minutes in.
 _seed = number_type(int, lambda v: -(2**31) <= v < 2**31,
                     "an integer from -2147483648 to 2147483647")
@@ -118,10 +118,12 @@ def add_synth(subparsers) -> None:
                         help="nextpnr's placer: heap (default, nextpnr's own) or static "
                              "(electrostatic: the ECP5-85k mix places and routes in about 20 "
                              "minutes instead of 40-85, DESIGN section 12.8)")
-    parser.add_argument("--pnr-time-limit", type=_minutes, metavar="MINUTES",
-                        help="stop nextpnr (any seed's) after MINUTES of wall time and fail "
-                             "naming the phase it was in, e.g. router1's arcs left in a "
-                             "congestion tail (default: no limit)")
+    parser.add_argument("--pnr-time-limit", type=minutes, metavar="MINUTES",
+                        help="stop nextpnr (any seed's) after MINUTES of wall time: the "
+                             "bitstream's seed fails the run naming the phase it was in, e.g. "
+                             "router1's arcs left in a congestion tail; a further seed (--seeds) "
+                             "is reported as stopped, below every seed that finished (default: "
+                             "no limit)")
     parser.add_argument("--dsp-floorplan", action="store_true",
                         help="place every hard multiplier at a DSP site of its own PE's band "
                              "of columns (targets with a DSP site list: ecp5-85k) instead of "

@@ -40,14 +40,14 @@ from ..hdl.generate import write_if_changed
 from ..toolchain import package_versions
 from .families import FamilyPlatform, figure
 from .targets import TARGETS, TOP_NAME, FitError, Target, fit_check, require_fit
-from .tools import FlowError, run_step, yowasp
+from .tools import FlowError, TimeLimitError, run_step, yowasp
 
 __all__ = ["run_flow", "PLACERS", "DEFAULT_PLACER", "nextpnr_argv", "fit_search",
            "parse_nextpnr_report", "parse_yosys_stat",
            "classify_cell", "build_report", "default_folder", "pes_text", "progress",
            "FlowError", "FlowResult", "dsp_register_check", "timing_figures",
            "w_stream_figures", "throughput_figures", "weight_capacity", "fmax_over_seeds",
-           "seed_figures", "BOARD_MEMORY", "TIMING_NOT_MET_STATUS"]
+           "seed_figures", "seeds_text", "BOARD_MEMORY", "TIMING_NOT_MET_STATUS"]
 
 #: The exit status of `bbsparse synth` when the bitstream is written but its timing is not
 #: met (DESIGN §12.7); 2 is a usage error, 1 a failed run of another command.
@@ -234,8 +234,10 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
     (:data:`PLACERS`), for every seed. `dsp_floorplan`: the hard multipliers at the sites
     of the target's DSP floorplan (:func:`~.families.base.dsp_floorplan`), not where the
     placer would put them; refused on a target with no DSP site list. `pnr_time_limit`
-    (seconds): a nextpnr run (any seed's) still running then is stopped and the flow fails
-    with :class:`FlowError` naming the phase it was in (:func:`~.tools.run_step`).
+    (seconds): a nextpnr run still running then is stopped (:func:`~.tools.run_step`). The
+    bitstream's seed stopped fails the flow (:class:`~.tools.TimeLimitError`, naming the
+    phase it was in); a further seed stopped is recorded in ``fmax_seeds`` (``stopped``,
+    ranked below every seed that finished: :func:`seed_figures`) and the flow goes on.
 
     A missed constraint does not stop the flow: ``report["timing"]["met"]`` (and
     :attr:`FlowResult.met`) says so, for the caller to act on (``bbsparse synth`` exits with
@@ -341,14 +343,16 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
         title = f"[3/4] {name}, seeds {', '.join(map(str, more))}"
         progress(f"{title} ({min(workers, len(more))} at a time) ...")
         start = time.monotonic()
+        stopped: dict = {}
         found = fmax_over_seeds(out, target, more, freq, workers=workers,
                                 netlist=netlist.name, constraints=constraints.name,
-                                placer=placer, time_limit=pnr_time_limit)
-        fmax_seeds = {**seed_figures({seed: fmax["achieved_mhz"], **found}),
+                                placer=placer, time_limit=pnr_time_limit, stopped=stopped)
+        fmax_seeds = {**seed_figures({seed: fmax["achieved_mhz"], **found}, stopped),
                       "seconds": round(time.monotonic() - start, 2), "workers": workers}
-        progress(f"{title}: Fmax over seeds {', '.join(map(str, fmax_seeds['seeds']))}: min "
-                 f"{fmax_seeds['min_mhz']:.1f}, median {fmax_seeds['median_mhz']:.1f}, max "
-                 f"{fmax_seeds['max_mhz']:.1f} MHz")
+        for seed_stopped, reason in sorted(stopped.items()):
+            progress(f"{title}: seed {seed_stopped}: {reason}")
+        progress(f"{title}: Fmax over seeds {', '.join(map(str, fmax_seeds['seeds']))}: "
+                 f"{seeds_text(fmax_seeds, with_max=True)}")
 
     # 4. The bitstream.
     packer = family.packer
@@ -477,8 +481,7 @@ def _print_summary(report: dict) -> None:
         progress(line)
     seeds = report.get("fmax_seeds")
     if seeds:
-        progress(f"Fmax over seeds {', '.join(map(str, seeds['seeds']))}: min "
-                 f"{seeds['min_mhz']:.1f}, median {seeds['median_mhz']:.1f} MHz")
+        progress(f"Fmax over seeds {', '.join(map(str, seeds['seeds']))}: {seeds_text(seeds)}")
     dsp = report.get("dsp_registers", {})
     if dsp.get("checked"):
         progress(f"DSP timing: {dsp['bound']['note']}")
@@ -672,16 +675,18 @@ def nextpnr_argv(tool: str, target: Target, netlist: str, constraints: str, plac
 
 def fmax_over_seeds(out: Path, target: Target, seeds, freq_mhz: float, *, workers: int = 2,
                     netlist: str = "synth.json", constraints: str | None = None,
-                    placer: str = DEFAULT_PLACER, time_limit: float | None = None) -> dict:
+                    placer: str = DEFAULT_PLACER, time_limit: float | None = None,
+                    stopped: dict | None = None) -> dict:
     """nextpnr's Fmax for each of `seeds` on the netlist a flow left in `out` (no bitstream),
     `workers` runs at a time; {seed: MHz}. Each run keeps its log, report and placed design
-    in ``out/seeds/seed-<n>/``; one still running after `time_limit` seconds is stopped
-    (:class:`FlowError` naming its seed)."""
+    in ``out/seeds/seed-<n>/``. One still running after `time_limit` seconds is stopped:
+    :class:`FlowError` naming its seed, or, given a `stopped` dict, the seed and the
+    message go there ({seed: message}) and the other seeds run on."""
     family = target.family
     constraints = constraints or f"{TOP_NAME}{target.constraints_suffix}"
     tool = yowasp(family.nextpnr)
 
-    def one(seed: int) -> tuple[int, float]:
+    def one(seed: int) -> tuple[int, float | None]:
         folder = Path("seeds") / f"seed-{seed}"
         (out / folder).mkdir(parents=True, exist_ok=True)
         report = folder / "nextpnr_report.json"
@@ -692,21 +697,54 @@ def fmax_over_seeds(out: Path, target: Target, seeds, freq_mhz: float, *, worker
         try:
             run_step(family.nextpnr, argv, out / folder / "nextpnr.stdout.log", out,
                      time_limit=time_limit)
+        except TimeLimitError as exc:
+            if stopped is None:
+                raise FlowError(f"seed {seed}: {exc}") from None
+            stopped[seed] = str(exc)
+            return seed, None
         except FlowError as exc:
             raise FlowError(f"seed {seed}: {exc}") from None
         pnr = parse_nextpnr_report(json.loads((out / report).read_text()), target)
         return seed, pnr["fmax"]["achieved_mhz"]
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return dict(pool.map(one, list(seeds)))
+        return {seed: mhz for seed, mhz in pool.map(one, list(seeds)) if mhz is not None}
 
 
-def seed_figures(fmax_by_seed: dict) -> dict:
-    """``fmax_seeds`` of the report: each seed's Fmax, and their min, median and max."""
-    seeds = sorted(fmax_by_seed)
-    values = [fmax_by_seed[seed] for seed in seeds]
-    return {"seeds": seeds, "fmax_mhz": values, "min_mhz": min(values),
-            "median_mhz": round(statistics.median(values), 2), "max_mhz": max(values)}
+def seed_figures(fmax_by_seed: dict, stopped: dict | None = None) -> dict:
+    """``fmax_seeds`` of the report: each seed's Fmax, and their min, median and max.
+
+    A seed in `stopped` ({seed: message}: nextpnr stopped at the time limit) has no Fmax
+    (None in ``fmax_mhz``) and ranks below every seed that finished: a run that does not
+    route in time is the worst outcome a seed can have. So one stopped seed of three makes
+    the min None and the median the lower of the other two; a median that falls on a
+    stopped seed is None. ``stopped`` lists them with the message."""
+    stopped = stopped or {}
+    seeds = sorted({*fmax_by_seed, *stopped})
+    values = [fmax_by_seed.get(seed) for seed in seeds]
+    ranked = [None] * len(stopped) + sorted(v for v in values if v is not None)
+    middle = ranked[(len(ranked) - 1) // 2: len(ranked) // 2 + 1]
+    median = None if None in middle else round(statistics.mean(middle), 2)
+    figures = {"seeds": seeds, "fmax_mhz": values, "min_mhz": ranked[0],
+               "median_mhz": median, "max_mhz": ranked[-1]}
+    if stopped:
+        figures["stopped"] = [{"seed": seed, "reason": stopped[seed]} for seed in sorted(stopped)]
+    return figures
+
+
+def seeds_text(figures: dict, with_max: bool = False) -> str:
+    """``min 139.4, median 140.7 MHz`` (`with_max`: ``, max 155.3`` before the unit) of
+    :func:`seed_figures`, a figure that falls on a stopped seed as ``stopped``, then the
+    seeds stopped."""
+    def mhz(value):
+        return "stopped" if value is None else f"{value:.1f}"
+
+    text = (f"min {mhz(figures['min_mhz'])}, median {mhz(figures['median_mhz'])}"
+            + (f", max {mhz(figures['max_mhz'])}" if with_max else "") + " MHz")
+    if figures.get("stopped"):
+        text += (" (stopped at the time limit: seed "
+                 + ", ".join(str(s["seed"]) for s in figures["stopped"]) + ")")
+    return text
 
 
 # -- the largest configuration that fits ---------------------------------------------------------

@@ -14,6 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .flow import seeds_text
+
 __all__ = ["row", "table", "main", "logic_figures", "HEADER"]
 
 HEADER = ("| target | lanes x PEs | LUT4 (Yosys) | logic cells (nextpnr) | FF | DSP | BRAM "
@@ -61,8 +63,7 @@ def row(report: dict) -> str:
     timing = report.get("timing")
     unmet = " NOT MET" if timing is not None and not timing["met"] else ""
     seeds = report.get("fmax_seeds")
-    spread = (f" (seeds: min {seeds['min_mhz']:.1f}, median {seeds['median_mhz']:.1f})"
-              if seeds else "")
+    spread = f" (seeds: {seeds_text(seeds)})" if seeds else ""
     return (f"| {report['target']['name']} | {p['lanes']} x {p['pes']}{fit} "
             f"| {_use(logic['lut4'])} | {_use(logic['logic_cells'])} | {_use(logic['ffs'])} "
             f"| {_use(r['dsps'])}{check} | {_use(r['brams'])} "

@@ -23,8 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["FlowError", "tool_path", "yowasp", "run_step", "first_error", "duration_text",
-           "LogTail", "YosysPhases", "NextpnrPhases", "phases_for", "LiveStatus",
+__all__ = ["FlowError", "TimeLimitError", "tool_path", "yowasp", "run_step", "first_error",
+           "duration_text", "LogTail", "YosysPhases", "NextpnrPhases", "phases_for", "LiveStatus",
            "POLL_SECONDS", "HEARTBEAT_SECONDS"]
 
 #: How often the parent reads the tool's log while the tool runs.
@@ -35,6 +35,11 @@ HEARTBEAT_SECONDS = 10.0
 
 class FlowError(RuntimeError):
     """A tool failed or its result cannot be used; the message names the log to read."""
+
+
+class TimeLimitError(FlowError):
+    """A tool still running at its time limit, stopped (:func:`run_step`): the message says
+    the phase it was in and names its log."""
 
 
 def tool_path(command: str) -> str:
@@ -301,7 +306,7 @@ def run_step(name: str, argv: list[str], log: Path, cwd: Path, *, title: str | N
     shown (a caller that has already printed the start of a line), and a failure adds
     `` failed`` to that line.
 
-    `time_limit` (seconds): a tool still running then is stopped, and :class:`FlowError`
+    `time_limit` (seconds): a tool still running then is stopped, and :class:`TimeLimitError`
     says so with the phase it was in (nextpnr's router1 can sit in a congestion tail for an
     hour, DESIGN §12.8).
     """
@@ -335,7 +340,7 @@ def run_step(name: str, argv: list[str], log: Path, cwd: Path, *, title: str | N
                         status.stop()
                         status = None
                     print(" stopped" if title is None else f"{title} stopped", flush=True)
-                    raise FlowError(
+                    raise TimeLimitError(
                         f"{name} stopped after the time limit of {duration_text(time_limit)}"
                         + (f", in {phases.text}" if phases.text else "")
                         + f" (log: {tail.path})")

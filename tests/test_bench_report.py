@@ -271,20 +271,17 @@ def test_main_stores_and_prints_the_compiled_section(tmp_path, monkeypatch, caps
     assert "| ice40-up5k | 8 x 1 | 200 | 140 + 54 |" in capsys.readouterr().out
 
 
-def test_fpga_runs_report_seeds_timing_gops_per_dsp_and_the_w_stream(tmp_path, monkeypatch):
-    """bench.fpga_runs with the flow and the simulation replaced: 3 seeds asked of the flow,
-    GOPS at the median Fmax, per DSP and per 1000 LUTs, the timing flag and the w stream."""
+def _fake_fpga(monkeypatch, report, calls, stop=None):
+    """bench.fpga_runs' flow answering `report` (or raising stop[target name]), its cores
+    8 x 1, its simulation 50 % utilized in steady state; (target name, keywords) of each
+    flow call go to `calls`."""
     from bbsparse.golden.config import Config
     from bbsparse.synth import flow
-    from tests.test_synth_report import make_report
-
-    calls = []
-    report = make_report("ice40-up5k")  # 8 x 1 on the UP5K, Fmax 48.19 against 50
-    report["fmax_seeds"] = {"seeds": [1, 2, 3], "fmax_mhz": [48.19, 46.0, 50.0],
-                            "min_mhz": 46.0, "median_mhz": 48.19, "max_mhz": 50.0}
 
     def run_flow(target, config, folder, **kwargs):
-        calls.append(kwargs)
+        calls.append((target.name, kwargs))
+        if target.name in (stop or {}):
+            raise stop[target.name]
         return flow.FlowResult(report, folder / "report.json", folder / "x.bin")
 
     monkeypatch.setattr(flow, "run_flow", run_flow)
@@ -292,9 +289,24 @@ def test_fpga_runs_report_seeds_timing_gops_per_dsp_and_the_w_stream(tmp_path, m
                         lambda name, core="fit": Config(lanes=8, pes=1))
     monkeypatch.setattr(bench, "_run", lambda *a, **k: {"utilization_steady": 0.5,
                                                         "utilization": 0.4})
+
+
+def test_fpga_runs_report_seeds_timing_gops_per_dsp_and_the_w_stream(tmp_path, monkeypatch):
+    """bench.fpga_runs with the flow and the simulation replaced: 3 seeds asked of the flow,
+    GOPS at the median Fmax, per DSP and per 1000 LUTs, the timing flag and the w stream."""
+    from bbsparse.golden.config import Config
+    from tests.test_synth_report import make_report
+
+    calls = []
+    report = make_report("ice40-up5k")  # 8 x 1 on the UP5K, Fmax 48.19 against 50
+    report["fmax_seeds"] = {"seeds": [1, 2, 3], "fmax_mhz": [48.19, 46.0, 50.0],
+                            "min_mhz": 46.0, "median_mhz": 48.19, "max_mhz": 50.0}
+
+    _fake_fpga(monkeypatch, report, calls)
     [r] = bench.fpga_runs(["ice40-up5k"], tmp_path, reuse=False, seed=7)
-    assert calls == [{"seeds": bench.FPGA_SEEDS, "workers": bench.FPGA_WORKERS,
-                      "placer": "heap", "dsp_floorplan": False}]
+    assert calls == [("ice40-up5k", {"seeds": bench.FPGA_SEEDS, "workers": bench.FPGA_WORKERS,
+                                     "placer": "heap", "dsp_floorplan": False,
+                                     "pnr_time_limit": None})]
     assert r["core"] == "fit"
     assert (r["fmax_min_mhz"], r["fmax_median_mhz"], r["fmax_mhz"]) == (46.0, 48.19, 48.19)
     gops = 2 * 8 * 0.5 * 48.19 / 1000
@@ -307,6 +319,70 @@ def test_fpga_runs_report_seeds_timing_gops_per_dsp_and_the_w_stream(tmp_path, m
     assert r["w_gbit_per_s_needed"] == pytest.approx(bits * 48.19 / 1000)
     assert r["board_memory"]["board"] == "iCEBreaker" and r["on_chip_weights"] > 0
     json.dumps(r)
+
+
+def test_a_core_stopped_at_the_time_limit_leaves_a_stopped_row(tmp_path, monkeypatch,
+                                                              capsys):
+    """`--pnr-time-limit` reaches the flow in seconds; a core whose first seed is stopped
+    gets a row that says so and the bench goes on to the next; a stopped further seed shows
+    as the min and is named under the table."""
+    from bbsparse.synth import flow
+    from bbsparse.synth.tools import TimeLimitError
+    from tests.test_synth_report import make_report
+
+    calls = []
+    report = make_report("ice40-up5k")
+    report["fmax_seeds"] = flow.seed_figures({1: 48.19, 2: 46.0}, {3: "nextpnr-ice40 stopped "
+                                                                   "after the time limit of "
+                                                                   "1 min 30 s, in placing"})
+    reason = ("nextpnr-ecp5 stopped after the time limit of 1 min 30 s, in routing (router1) "
+              "#9: 40/100 arcs left (log: x/nextpnr.log)")
+
+    _fake_fpga(monkeypatch, report, calls, stop={"ecp5-25k": TimeLimitError(reason)})
+    rows = bench.fpga_runs(["ice40-up5k", "ecp5-25k"], tmp_path, reuse=False, seed=7,
+                           pnr_time_limit=90.0)
+    assert [(name, kwargs["pnr_time_limit"]) for name, kwargs in calls] == [
+        ("ice40-up5k", 90.0), ("ecp5-25k", 90.0), ("ecp5-25k", 90.0)]
+    assert [(r["target"], r["core"], r.get("stopped")) for r in rows] == [
+        ("ice40-up5k", "fit", None), ("ecp5-25k", "fit", reason),
+        ("ecp5-25k", "default", reason)]
+    assert "bench: FPGA ecp5-25k: " + reason + "; no figures for it" in capsys.readouterr().out
+    up5k = rows[0]
+    # A seed stopped of three: the min is unknown, the median the lower of the others.
+    assert (up5k["fmax_min_mhz"], up5k["fmax_median_mhz"]) == (None, 46.0)
+    assert up5k["gops_sparse"] == pytest.approx(2 * 8 * 0.5 * 46.0 / 1000)
+    assert up5k["fmax_seeds"]["stopped"][0]["seed"] == 3
+    json.dumps(rows)
+    text = "\n".join(bench.fpga_markdown(rows))
+    assert "| ecp5-25k | fit: 8 x 1 | - | - | - | - | - | stopped | stopped | - | - | - | - " \
+           "| - | - | - |" in text
+    assert "| ice40-up5k | fit: 8 x 1 | " in text and " | stopped | 46.0 | 50 NOT MET | " in text
+    assert ("Stopped at the time limit (`bbsparse bench --pnr-time-limit`; a seed stopped "
+            "ranks below every seed that finished, so its min reads stopped, and its median "
+            "too when the median falls on it): ecp5-25k: " + reason + ". ecp5-25k (default "
+            "core): " + reason + ". ice40-up5k, seed 3: nextpnr-ice40 stopped after the time "
+            "limit of 1 min 30 s, in placing.") in text
+    # A median on a stopped seed: no GOPS, "-" in the table.
+    report["fmax_seeds"] = flow.seed_figures({1: 48.19}, {2: "a", 3: "b"})
+    [r] = bench.fpga_runs(["ice40-up5k"], tmp_path, reuse=False, seed=7)
+    assert r["fmax_median_mhz"] is None and r["gops_sparse"] is None
+    assert r["w_gbit_per_s_needed"] is None and r["gops_per_dsp"] is None
+    assert " | stopped | stopped | 50 NOT MET | - | - | 1.00 | - | - | - |" in \
+        "\n".join(bench.fpga_markdown([r]))
+
+
+def test_bench_takes_a_time_limit_in_minutes(tmp_path, monkeypatch, capsys):
+    from bbsparse.cli import main
+
+    seen = []
+    monkeypatch.setattr(bench, "main", lambda out, **kwargs: seen.append(kwargs) or 0)
+    assert main(["bench", "--targets", "none", "--out", str(tmp_path / "b"),
+                 "--pnr-time-limit", "1.5"]) == 0
+    assert main(["bench", "--targets", "none", "--out", str(tmp_path / "b")]) == 0
+    assert [k["pnr_time_limit"] for k in seen] == [90, None]
+    assert main(["bench", "--targets", "none", "--pnr-time-limit", "0"]) == 2
+    assert "--pnr-time-limit: must be a number of minutes above 0, not '0'" \
+        in capsys.readouterr().err
 
 
 def test_fpga_runs_add_the_default_and_mix_cores_after_the_fits():

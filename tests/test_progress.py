@@ -25,6 +25,7 @@ from bbsparse.synth.tools import (
     LiveStatus,
     LogTail,
     NextpnrPhases,
+    TimeLimitError,
     YosysPhases,
     duration_text,
     followed_log,
@@ -241,7 +242,7 @@ def test_a_step_past_its_time_limit_is_stopped_and_says_where(tmp_path, capsys, 
     script = tmp_path / "stuck.py"
     script.write_text(STUCK_ROUTER)
     start = time.monotonic()
-    with pytest.raises(FlowError, match=r"^nextpnr-ecp5 stopped after the time limit of 2 s, "
+    with pytest.raises(TimeLimitError, match=r"^nextpnr-ecp5 stopped after the time limit of 2 s, "
                                         r"in routing \(router1\) #10: 406/500 arcs left "
                                         r"\(log: .*pnr\.log\)$"):
         run_step("nextpnr-ecp5", [sys.executable, str(script), "-l", "pnr.log"],

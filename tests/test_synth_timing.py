@@ -229,12 +229,12 @@ def test_make_bitstream_fails_loudly_on_unmet_timing(tmp_path):
 
 
 FAKE_NEXTPNR = """
-import json, sys, time
+import json, os, sys, time
 args = sys.argv[1:]
 seed = int(args[args.index("--seed") + 1])
 report = args[args.index("--report") + 1]
 placer = args[args.index("--placer") + 1]
-time.sleep(0.3)
+time.sleep(30 if os.environ.get("FAKE_NEXTPNR_STUCK_SEED") == str(seed) else 0.3)
 json.dump({"fmax": {"clk": {"achieved": 50.0 + seed + 100 * (placer == "static"),
                             "constraint": 60.0}},
            "utilization": {}}, open(report, "w"))
@@ -264,6 +264,44 @@ def test_seeds_run_nextpnr_in_parallel_on_the_same_netlist(tmp_path, monkeypatch
     assert figures == {"seeds": [1, 2, 3, 4, 5], "fmax_mhz": [51.0, 52.0, 53.0, 54.0, 55.0],
                        "min_mhz": 51.0, "median_mhz": 53.0, "max_mhz": 55.0}
     assert seed_figures({1: 50.0, 2: 51.0})["median_mhz"] == 50.5
+
+
+def test_a_seed_past_the_time_limit_is_stopped_and_ranks_below_the_others(tmp_path,
+                                                                           monkeypatch):
+    """A further seed still in nextpnr at the time limit: an error naming it, or, given a
+    `stopped` dict, recorded there while the other seeds run on; it then has no Fmax and
+    ranks below every seed that finished."""
+    import time
+
+    _fake_nextpnr(tmp_path, monkeypatch)
+    monkeypatch.setenv("FAKE_NEXTPNR_STUCK_SEED", "3")
+    with pytest.raises(flow.FlowError, match=r"^seed 3: nextpnr-ice40 stopped after the "
+                                             r"time limit of 2 s"):
+        fmax_over_seeds(tmp_path, UP5K, [2, 3], 60.0, time_limit=1.5)
+    stopped = {}
+    start = time.monotonic()
+    found = fmax_over_seeds(tmp_path, UP5K, [2, 3, 4], 60.0, time_limit=1.5, stopped=stopped)
+    assert time.monotonic() - start < 10  # seed 3 stopped, not waited for
+    assert found == {2: 52.0, 4: 54.0}
+    assert list(stopped) == [3]
+    assert stopped[3].startswith("nextpnr-ice40 stopped after the time limit of 2 s, in ")
+    assert stopped[3].endswith(f"(log: {tmp_path / 'seeds' / 'seed-3' / 'nextpnr.log'})")
+    figures = seed_figures({1: 51.0, **found}, stopped)
+    assert figures == {"seeds": [1, 2, 3, 4], "fmax_mhz": [51.0, 52.0, None, 54.0],
+                       "min_mhz": None, "median_mhz": 51.5, "max_mhz": 54.0,
+                       "stopped": [{"seed": 3, "reason": stopped[3]}]}
+    assert flow.seeds_text(figures) == ("min stopped, median 51.5 MHz (stopped at the time "
+                                        "limit: seed 3)")
+    # Three seeds, one stopped: the median is the lower of the two that finished; two
+    # stopped: the median falls on a stopped seed.
+    assert seed_figures({1: 155.3, 2: 139.4}, {3: "x"})["median_mhz"] == 139.4
+    two = seed_figures({1: 155.3}, {2: "x", 3: "y"})
+    assert (two["min_mhz"], two["median_mhz"], two["max_mhz"]) == (None, None, 155.3)
+    assert flow.seeds_text(two, with_max=True).startswith("min stopped, median stopped, "
+                                                          "max 155.3 MHz (")
+    # None stopped: as before, no "stopped" key.
+    assert "stopped" not in seed_figures({1: 50.0, 2: 51.0}, {})
+    assert flow.seeds_text(seed_figures({1: 50.0, 2: 51.0})) == "min 50.0, median 50.5 MHz"
 
 
 def test_the_placer_reaches_every_seed(tmp_path, monkeypatch):

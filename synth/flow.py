@@ -47,7 +47,8 @@ __all__ = ["run_flow", "PLACERS", "DEFAULT_PLACER", "nextpnr_argv", "fit_search"
            "classify_cell", "build_report", "default_folder", "pes_text", "progress",
            "FlowError", "FlowResult", "dsp_register_check", "timing_figures",
            "w_stream_figures", "throughput_figures", "weight_capacity", "fmax_over_seeds",
-           "seed_figures", "seeds_text", "BOARD_MEMORY", "TIMING_NOT_MET_STATUS"]
+           "seed_figures", "seeds_text", "check_netlist_fits", "BOARD_MEMORY",
+           "TIMING_NOT_MET_STATUS"]
 
 #: The exit status of `bbsparse synth` when the bitstream is written but its timing is not
 #: met (DESIGN §12.7); 2 is a usage error, 1 a failed run of another command.
@@ -295,16 +296,7 @@ def run_flow(target: Target, config: Config, out: Path, freq_mhz: float | None =
     progress(f"{title}: {cells['dsps']} {target.dsp_name}, {cells['brams']} {target.bram.name}"
              + (f", {cells['lutram_units']} LUT-RAM units" if target.lutram_units else "")
              + f", {cells['luts']} LUT4, {cells['ffs']} FF; {seconds:.1f} s ({yosys_log.name})")
-    # Yosys maps whatever it is given: stop here, with the figures, rather than in nextpnr.
-    if cells["dsps"] > target.dsps:
-        raise FlowError(f"Yosys made {cells['dsps']} {target.dsp_name} DSP blocks; the "
-                        f"{target.device} has {target.dsps}")
-    if cells["brams"] > target.bram_blocks:
-        raise FlowError(f"Yosys made {cells['brams']} {target.bram.name} blocks; the "
-                        f"{target.device} has {target.bram_blocks}")
-    if cells["lutram_units"] > target.lutram_units:
-        raise FlowError(f"Yosys made {cells['lutram_units']} 16x4 LUT-RAM units; the "
-                        f"{target.device} has {target.lutram_units}")
+    check_netlist_fits(target, cells)
     # Every multiplier must be in its DSP block: fewer blocks means multipliers went to LUTs
     # or, as Yosys 0.70's ice40_dsp does when two products' registers have no reset, were
     # lost (it packs one product register into two SB_MAC16s and drops the other product).
@@ -656,6 +648,22 @@ def w_stream_figures(target: Target, config: Config, fmax_mhz: float,
                 "weights come this fast (from on-chip memory, or the board memory's share "
                 "of it at most)",
     }
+
+
+def check_netlist_fits(target: Target, cells: dict) -> None:
+    """Yosys maps whatever it is given: stop after it, with the figures, rather than in
+    nextpnr (placement of a design with more flip-flops than the device takes minutes to
+    fail). :class:`FlowError` naming each kind of cell (:func:`parse_yosys_stat`) beyond
+    the target's; the pre-tool fit check (:func:`~.targets.fit_check`) estimates no
+    flip-flops, so a configuration can pass it and fail here."""
+    limits = [("dsps", f"{target.dsp_name} DSP blocks", target.dsps),
+              ("brams", f"{target.bram.name} blocks", target.bram_blocks),
+              ("lutram_units", "16x4 LUT-RAM units", target.lutram_units),
+              ("luts", "LUT4s", target.luts), ("ffs", "flip-flops", target.ffs)]
+    over = [f"{cells[key]} {what}; the {target.device} has {limit}"
+            for key, what, limit in limits if cells[key] > limit]
+    if over:
+        raise FlowError("Yosys made " + "; ".join(over))
 
 
 # -- placement seeds ---------------------------------------------------------------------------

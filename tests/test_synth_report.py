@@ -18,6 +18,7 @@ from bbsparse.synth.flow import (
     FlowError,
     _print_summary,
     build_report,
+    check_netlist_fits,
     classify_cell,
     parse_nextpnr_report,
     parse_yosys_stat,
@@ -83,6 +84,27 @@ def test_yosys_stat(target, figures):
     cells = parse_yosys_stat(recorded("yosys_stat", target), TARGETS[target])
     assert {key: cells[key] for key in figures} == figures
     assert "$scopeinfo" not in cells["cells"]
+
+
+@pytest.mark.parametrize("target", ["ice40-up5k", "ecp5-85k"])
+def test_a_netlist_beyond_the_device_stops_the_flow_naming_each_cell_kind(target):
+    """After Yosys, before nextpnr: every kind of cell beyond the device's, in one error."""
+    t = TARGETS[target]
+    cells = parse_yosys_stat(recorded("yosys_stat", target.replace("85k", "25k")), t)
+    check_netlist_fits(t, cells)  # the recorded run fits
+    check_netlist_fits(t, {**cells, "ffs": t.ffs, "luts": t.luts})  # full is not over
+    with pytest.raises(FlowError, match=rf"^Yosys made {t.ffs + 1} flip-flops; the "
+                                        rf"{t.device} has {t.ffs}$"):
+        check_netlist_fits(t, {**cells, "ffs": t.ffs + 1})
+    with pytest.raises(FlowError, match=rf"^Yosys made {t.dsps + 2} {t.dsp_name} DSP blocks; "
+                                        rf"the {t.device} has {t.dsps}; {2 * t.luts} LUT4s; "
+                                        rf"the {t.device} has {t.luts}$"):
+        check_netlist_fits(t, {**cells, "dsps": t.dsps + 2, "luts": 2 * t.luts})
+    with pytest.raises(FlowError, match=rf"{t.bram_blocks + 1} {t.bram.name} blocks"):
+        check_netlist_fits(t, {**cells, "brams": t.bram_blocks + 1})
+    with pytest.raises(FlowError, match=rf"^Yosys made {t.lutram_units + 1} 16x4 LUT-RAM "
+                                        rf"units"):
+        check_netlist_fits(t, {**cells, "lutram_units": t.lutram_units + 1})
 
 
 def make_report(target_name, **yosys_cells):

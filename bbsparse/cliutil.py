@@ -22,8 +22,8 @@ import numpy as np
 __all__ = [
     "PROG", "CliError", "MoveFile", "Parser", "add_config_options", "check_folder",
     "check_outputs", "config_from", "count", "load_floats", "load_integers", "load_matrix",
-    "minutes", "number_type", "positive_int", "probability", "read_bytes", "save_array",
-    "staging_file", "write_outputs",
+    "megahertz", "minutes", "number_type", "positive_int", "probability", "read_bytes",
+    "save_array", "staging_file", "write_outputs",
 ]
 
 PROG = "bbsparse"
@@ -60,6 +60,8 @@ def number_type(convert, accept, rule: str):
 positive_int = number_type(int, lambda v: v >= 1, "a positive integer")
 count = number_type(int, lambda v: v >= 0, "a non-negative integer")
 probability = number_type(float, lambda v: 0.0 <= v < 1.0, "a probability in [0, 1)")
+#: A clock frequency (``--freq``, ``--clock-mhz``).
+megahertz = number_type(float, lambda v: 0 < v < 2000, "a frequency in MHz")
 #: A time limit in minutes (``--pnr-time-limit``): above 0, at most a week.
 minutes = number_type(float, lambda v: 0 < v <= 10000, "a number of minutes above 0")
 

@@ -13,6 +13,7 @@ from bbsparse.cliutil import (
     check_outputs,
     load_floats,
     load_integers,
+    megahertz,
     positive_int,
     write_outputs,
 )
@@ -40,7 +41,8 @@ def _labels(path: str | None):
 
 
 def add_compile(subparsers) -> None:
-    from bbsparse.compiler.build import TARGETS
+    from bbsparse.compiler.build import BOARD_TARGETS, TARGETS
+    from bbsparse.synth.boards import BOARDS
 
     parser = subparsers.add_parser(
         "compile",
@@ -76,6 +78,15 @@ def add_compile(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="fine-tuning seed (default: 0)")
     parser.add_argument("--placement-seed", type=positive_int, default=1,
                         help="nextpnr seed for an FPGA target (default: 1)")
+    parser.add_argument("--clock-mhz", type=megahertz, metavar="MHZ",
+                        help="a board: the design clock its PLL makes (default: the board's "
+                             "model clock, "
+                             + ", ".join(f"{name} {BOARDS[name].model_clock_hz / 1e6:g}"
+                                         for name in BOARD_TARGETS)
+                             + " MHz); a chip: the clock constraint (default: the target's)")
+    parser.add_argument("--baud", type=positive_int,
+                        help="a board: the UART's rate, within 2 %% of the clock / an integer "
+                             "(default: 115200; bbsparse run uses it)")
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="folder to write (replaced whole, only when all succeeded)")
     parser.set_defaults(run=run_compile)
@@ -96,8 +107,14 @@ def run_compile(args) -> int:
     options = CompileOptions(model=args.model, calibration=calibration, shape=shape,
                              target=args.target, finetune_x=finetune_x, labels=labels,
                              epochs=args.epochs, seed=args.seed,
-                             placement_seed=args.placement_seed)
-    compile_model(options, args.out)
+                             placement_seed=args.placement_seed, clock_mhz=args.clock_mhz,
+                             baud=args.baud)
+    from bbsparse.synth.tools import FlowError
+
+    try:
+        compile_model(options, args.out)
+    except FlowError as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 
@@ -118,8 +135,9 @@ def add_run(subparsers) -> None:
                         help="outputs (batch, outputs) float32; Y.json beside it")
     parser.add_argument("--labels", metavar="y.npy", help="labels of X: accuracy")
     parser.add_argument("--port", help="serial port of the board (default: simulate)")
-    parser.add_argument("--baud", type=positive_int, default=115200,
-                        help="baud rate with --port (default: 115200)")
+    parser.add_argument("--baud", type=positive_int,
+                        help="baud rate with --port (default: the compiled board's, "
+                             "bbsparse compile --baud, else 115200)")
     parser.add_argument("--seed", type=int, default=1,
                         help="seed of the simulation's stall generators (default: 1)")
     parser.add_argument("--waves", metavar="FILE.vcd", help="waveforms of the simulation")
@@ -127,7 +145,7 @@ def add_run(subparsers) -> None:
 
 
 def run_run(args) -> int:
-    from bbsparse.compiler.build import load_compiled
+    from bbsparse.compiler.build import BOARD_BAUD, load_compiled
     from bbsparse.compiler.run import run_compiled
 
     out = Path(args.out)
@@ -136,8 +154,9 @@ def run_run(args) -> int:
     X = load_floats(args.x, (1, 2), "(features,) or (batch, features)")
     labels = _labels(args.labels)
     compiled = load_compiled(args.folder)
+    baud = args.baud or compiled.manifest.get("bitstream", {}).get("baud") or BOARD_BAUD
     Y, report = run_compiled(compiled, X, labels=labels, seed=args.seed, port=args.port,
-                             baud=args.baud, waves=args.waves)
+                             baud=baud, waves=args.waves)
     write_outputs({out: Y.astype(np.float32),
                    report_path: json.dumps(report, indent=2) + "\n"})
     shown = {k: report[k] for k in ("golden_mismatches", "cycles_per_inference", "latency_us",

@@ -26,6 +26,7 @@ from bbsparse.cliutil import (
     add_config_options,
     check_folder,
     config_from,
+    megahertz,
     minutes,
     number_type,
     positive_int,
@@ -48,7 +49,6 @@ from bbsparse.synth.targets import RAM_POLICIES, TARGETS, FitError, Target, fit_
 
 __all__ = ["add_synth", "run_synth", "add_board", "run_board", "config_for"]
 
-_mhz = number_type(float, lambda v: 0 < v < 2000, "a frequency in MHz")
 # nextpnr reads its seed as a C int: a larger one would fail in the tool, minutes in.
 _seed = number_type(int, lambda v: -(2**31) <= v < 2**31,
                     "an integer from -2147483648 to 2147483647")
@@ -99,7 +99,7 @@ def add_synth(subparsers) -> None:
                              "with -<ram> for a --ram other than auto and a short hash of the "
                              "configuration when it differs from the target's default core "
                              "in more than lanes and pes)")
-    parser.add_argument("--freq", type=_mhz, metavar="MHZ",
+    parser.add_argument("--freq", type=megahertz, metavar="MHZ",
                         help="clock constraint for nextpnr (default: the target's own, "
                              + ", ".join(f"{t.name} {t.freq_mhz:g}" for t in TARGETS.values())
                              + ")")
@@ -226,7 +226,7 @@ def add_board(subparsers) -> None:
                         help="weight memory depth in w beats, from the core's cycles_per_row "
                              "to 65535 (default: the board's)")
     parser.add_argument("--seed", type=_seed, default=1, help="nextpnr placement seed")
-    parser.add_argument("--clock-mhz", type=_mhz, metavar="MHZ",
+    parser.add_argument("--clock-mhz", type=megahertz, metavar="MHZ",
                         help="design clock, made by the FPGA's PLL from the board's oscillator "
                              "(refused, naming the nearest, if the PLL cannot make it; the "
                              "oscillator's own frequency means no PLL); the UART divisor, the "

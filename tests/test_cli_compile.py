@@ -138,3 +138,83 @@ def test_a_folder_that_is_not_a_compiled_model_is_not_replaced(sklearn_model, tm
                             sklearn_model / "X.npy", *BBS, "--out", out)
     assert_refused(status, stderr, "not replacing")
     assert (out / "thesis.tex").read_text() == "keep me"
+
+
+def test_clock_and_baud_are_refused_where_they_mean_nothing(sklearn_model, tmp_path, capsys):
+    """--clock-mhz needs an FPGA target, --baud a board, and on a board both must make a
+    clock the PLL can and a UART rate within 2 %: refused before the model is read."""
+    base = ["compile", tmp_path / "missing.onnx", "--calibration", sklearn_model / "X.npy",
+            *BBS, "--out", tmp_path / "out"]
+    status, _, stderr = run(capsys, *base, "--clock-mhz", "50")
+    assert_refused(status, stderr, "--clock-mhz: only with an FPGA target", "not sim")
+    status, _, stderr = run(capsys, *base, "--clock-mhz", "50", "--baud", "9600")
+    assert_refused(status, stderr, "--clock-mhz and --baud: only with an FPGA target")
+    status, _, stderr = run(capsys, *base, "--target", "ecp5-25k", "--baud", "9600")
+    assert_refused(status, stderr, "--baud: only with a board target (icebreaker, ulx3s); "
+                                   "ecp5-25k is a chip")
+    status, _, stderr = run(capsys, *base, "--target", "icebreaker", "--baud", "2900000")
+    assert_refused(status, stderr, "baud 2900000 is 3.4% off at 30 MHz")
+    status, _, stderr = run(capsys, *base, "--target", "icebreaker", "--clock-mhz", "900")
+    assert_refused(status, stderr, "--clock-mhz 900 on the icebreaker")
+    status, _, stderr = run(capsys, *base, "--target", "icebreaker", "--clock-mhz", "0")
+    assert_refused(status, stderr, "--clock-mhz: must be a frequency in MHz, not '0'")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_clock_and_baud_reach_the_board_build_and_run_takes_the_baud(sklearn_model,
+                                                                         tmp_path, capsys,
+                                                                         monkeypatch):
+    """The board build gets --clock-mhz and --baud (its figures go to the manifest, and
+    `bbsparse run --port` uses that baud unless told); a chip's flow gets the clock as its
+    constraint. The FPGA tools are replaced: what is checked is what reaches them."""
+    from bbsparse.compiler import run as compiled_run
+    from bbsparse.synth import boards, flow
+
+    seen = {}
+
+    def board_build(model, board_name, folder, **kwargs):
+        seen["board"] = kwargs
+        return {"bitstream": str(folder / "bbs_board.bin"), "clock_mhz": 24.0,
+                "baud": kwargs["baud"], "fmax": {"achieved_mhz": 31.5, "constraint_mhz": 24.0,
+                                                  "met": True}}
+
+    def chip_flow(target, config, folder, **kwargs):
+        seen["chip"] = kwargs
+        kwargs["core"]._MustUse__silence = True  # the model core a real flow would build
+        report = {"fmax": {"achieved_mhz": 180.0, "constraint_mhz": kwargs["freq_mhz"],
+                           "met": True}}
+        return flow.FlowResult(report, folder / "report.json", folder / "bbs_synth_top.bit")
+
+    monkeypatch.setattr(boards, "build_model_board", board_build)
+    monkeypatch.setattr(flow, "run_flow", chip_flow)
+    base = ["compile", sklearn_model / "mlp.onnx", "--calibration", sklearn_model / "X.npy",
+            *BBS]
+    status, _, stderr = run(capsys, *base, "--target", "icebreaker", "--clock-mhz", "24",
+                            "--baud", "57600", "--out", tmp_path / "board")
+    assert status == 0, stderr
+    assert (seen["board"]["clock_mhz"], seen["board"]["baud"]) == (24.0, 57600)
+    manifest = json.loads((tmp_path / "board" / "manifest.json").read_text())
+    assert (manifest["bitstream"]["clock_mhz"], manifest["bitstream"]["baud"]) == (24.0, 57600)
+    # Without --baud the board's UART runs at 115200, and the clock is the board's default.
+    status, _, stderr = run(capsys, *base, "--target", "icebreaker", "--out", tmp_path / "b2")
+    assert status == 0, stderr
+    assert (seen["board"]["clock_mhz"], seen["board"]["baud"]) == (None, 115200)
+    status, _, stderr = run(capsys, *base, "--target", "ecp5-25k", "--clock-mhz", "150",
+                            "--out", tmp_path / "chip")
+    assert status == 0, stderr
+    assert seen["chip"]["freq_mhz"] == 150.0
+    chip = json.loads((tmp_path / "chip" / "manifest.json").read_text())["bitstream"]
+    assert chip["constraint_mhz"] == 150.0 and "baud" not in chip
+
+    bauds = []
+
+    def fake_run(compiled, X, **kwargs):
+        bauds.append(kwargs["baud"])
+        raise SystemExit(0)  # stop before anything would talk to a port
+
+    monkeypatch.setattr(compiled_run, "run_compiled", fake_run)
+    x = sklearn_model / "X.npy"
+    for folder, extra in (("board", []), ("board", ["--baud", "9600"]), ("chip", [])):
+        main(["run", str(tmp_path / folder), "--x", str(x), "--out",
+              str(tmp_path / f"y{len(bauds)}.npy"), "--port", "/dev/null", *extra])
+    assert bauds == [57600, 9600, 115200]

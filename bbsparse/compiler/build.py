@@ -60,7 +60,16 @@ class CompileOptions:
     epochs: int = 10
     seed: int = 0
     placement_seed: int = 1
-    baud: int = 115200
+    #: The design clock (a board: made by its PLL, default the board's model clock) or the
+    #: clock constraint (a chip, default the target's), in MHz; None: the default.
+    clock_mhz: float | None = None
+    #: The UART's rate on a board (None: BOARD_BAUD); `bbsparse run` takes it from the
+    #: manifest.
+    baud: int | None = None
+
+
+#: The UART rate of a model board when `--baud` does not say.
+BOARD_BAUD = 115200
 
 
 @dataclass
@@ -163,12 +172,38 @@ def _check_model_core(shape: CoreShape) -> None:
                            f"spmv --set pattern={shape.pattern})")
 
 
+def _check_clock(options: CompileOptions) -> None:
+    """`clock_mhz` needs an FPGA target and `baud` a board; on a board both must make a
+    clock its PLL can and a UART rate within 2 % (refused before anything is read)."""
+    if options.target == "sim":
+        given = [flag for flag, value in (("--clock-mhz", options.clock_mhz),
+                                          ("--baud", options.baud)) if value is not None]
+        if given:
+            raise CompileError(f"{' and '.join(given)}: only with an FPGA target (--target "
+                               f"{', '.join(TARGETS[1:])}), not sim")
+        return
+    if options.target not in BOARD_TARGETS:
+        if options.baud is not None:
+            raise CompileError(f"--baud: only with a board target ({', '.join(BOARD_TARGETS)})"
+                               f"; {options.target} is a chip, built without the UART top")
+        return
+    from ..synth.boards import BOARDS, divisor_for
+
+    board = BOARDS[options.target]
+    clock_mhz = options.clock_mhz
+    if clock_mhz is None and board.model_clock_hz:
+        clock_mhz = board.model_clock_hz / 1e6
+    clock_hz, _ = board.clock(clock_mhz)  # BoardError (a ValueError) naming the figure
+    divisor_for(clock_hz, options.baud or BOARD_BAUD)
+
+
 def compile_model(options: CompileOptions, out: str | Path, *, log: Log = print) -> dict:
     """Compile `options.model` into the folder `out`; return the manifest."""
     from ..onnx_import import read_model
 
     started = time.monotonic()
     _check_model_core(options.shape)
+    _check_clock(options)
     out = Path(out)
     _check_out(out)
     fpga = options.target != "sim"
@@ -358,21 +393,26 @@ def _bitstream(options: CompileOptions, quantized: Quantized, staging: Path, log
         report = build_model_board(model, options.target, folder,
                                    input_exponent=quantized.input_exponent,
                                    output_exponent=quantized.output_exponent,
-                                   seed=options.placement_seed, log=log)
+                                   seed=options.placement_seed, log=log,
+                                   baud=options.baud or BOARD_BAUD,
+                                   clock_mhz=options.clock_mhz)
         bitstream = Path(report["bitstream"]).name if "bitstream" in report else None
+        board = {"clock_mhz": report["clock_mhz"], "baud": report["baud"]}
     else:
         from ..hdl.model import ModelCore
         from ..synth.flow import run_flow
         from ..synth.targets import target
 
         result = run_flow(target(options.target), model.config, folder,
-                          seed=options.placement_seed, core=ModelCore(model),
-                          extra=model_memories(model, options.target))
+                          freq_mhz=options.clock_mhz, seed=options.placement_seed,
+                          core=ModelCore(model), extra=model_memories(model, options.target))
         report = result.report
         bitstream = result.bitstream.name
+        board = {}
     fmax = report["fmax"]
     return {"file": f"bitstream/{bitstream}", "report": "bitstream/report.json",
-            "fmax_mhz": fmax["achieved_mhz"], "constraint_met": fmax.get("met")}
+            "fmax_mhz": fmax["achieved_mhz"], "constraint_mhz": fmax["constraint_mhz"],
+            "constraint_met": fmax.get("met"), **board}
 
 
 def load_compiled(folder: str | Path) -> Compiled:

@@ -389,12 +389,19 @@ class XBuffersHarness(Harness):
     frame); the reader issues `switch` only while ``rd_full``; each switch is followed by
     one `release`, in order: `release_lag` cycles later (1: the SpMV core), or, with
     ``None``, any number of cycles later, the same cycle included (the block's contract).
+
+    With `ready_on_release` (the unstructured core's XBuffers): a full pair of buffers also
+    takes a beat in the cycle of a release, into the buffer released, so the tagged frame's
+    buffer may be written from the cycle of its own release on (its last read reaches the
+    memories in that cycle, the beat's write one cycle later: ``write_stage``).
     """
 
-    def __init__(self, *, beats: int = 2, release_lag: int | None = 1):
+    def __init__(self, *, beats: int = 2, release_lag: int | None = 1,
+                 ready_on_release: bool = False):
         super().__init__()
         self.beats, self.release_lag = beats, release_lag
-        self.xbuf = XBuffers(beats=beats)
+        self.ready_on_release = ready_on_release
+        self.xbuf = XBuffers(beats=beats, ready_on_release=ready_on_release)
 
     def elaborate(self, platform):
         m = Module()
@@ -461,7 +468,9 @@ class XBuffersHarness(Harness):
         self.check(m, "mem_en", xbuf.mem_en == accept)
         self.check(m, "tlast_error",
                    xbuf.tlast_error == (accept & (x_last != final)))
-        self.check(m, "x_ready", xbuf.x_ready == (filled != 2))
+        # Both buffers full: only a release frees one (with ready_on_release, in its cycle).
+        self.check(m, "x_ready", xbuf.x_ready == ((filled != 2)
+                                                  | (release & self.ready_on_release)))
         self.check(m, "rd_buf", xbuf.rd_buf == h_rd_buf)
         self.check(m, "rd_full", xbuf.rd_full == (queued != 0))
 
@@ -490,8 +499,10 @@ class XBuffersHarness(Harness):
                     m.d.sync += release_ahead.eq(release_ahead - 1)
         its_turn = tracked & ~read & (read_ahead == 0)
         self.check(m, "frame_read_in_turn", ~its_turn | (xbuf.rd_full & (xbuf.rd_buf == tag_buf)))
+        released_now = release & (release_ahead == 0) & self.ready_on_release
         self.check(m, "frame_kept",
-                   ~tracked | ~xbuf.mem_en | ((xbuf.mem_addr >= beats) != tag_buf))
+                   ~tracked | released_now | ~xbuf.mem_en
+                   | ((xbuf.mem_addr >= beats) != tag_buf))
 
         # Helper invariants on the registers.
         self.check(m, "state", (wr_buf == h_wr_buf) & (release_buf == h_rel_buf)
@@ -521,6 +532,8 @@ class XBuffersHarness(Harness):
             Cover(~xbuf.x_ready & x_valid),
             Cover(xbuf.tlast_error),
         ]
+        if self.ready_on_release:  # a beat taken into the buffer released in that cycle
+            m.d.comb += Cover(tracked & released_now & xbuf.mem_en & (filled == 2))
         return m
 
 
@@ -1002,6 +1015,10 @@ PROOFS: dict[str, Proof] = {proof.name: proof for proof in [
     Proof("xbuffers_late_release", "beats 3, release any cycles after switch (the contract; "
           "the unstructured core releases with the gather's last reads)",
           lambda: XBuffersHarness(beats=3, release_lag=None), depth=4, cover_depth=16),
+    Proof("xbuffers_ready_on_release", "beats 3, release any cycles after switch, x_ready "
+          "in the release cycle (the unstructured core's XBuffers)",
+          lambda: XBuffersHarness(beats=3, release_lag=None, ready_on_release=True), depth=4,
+          cover_depth=16),
     Proof("gather_crossbar", "lanes 4, width 2, depth 2, crossbar",
           lambda: GatherHarness(lanes=4, width=2, depth=2, mode="crossbar"), depth=4,
           cover_depth=10),

@@ -95,7 +95,8 @@ class CBSSpMV(wiring.Component):
             ("vector banks", c.lanes, 2 * c.x_beats, c.act_width),
             ("accumulator banks", 2 * c.pes * c.lanes * c.pes,
              max(2, golden.max_column_rounds(c) * groups_per_bank), c.acc_width),
-            *ResultQueue.memories("y FIFO", c.y_beat_width, CBSSpMV.y_credits_of(c)),
+            ("y FIFO", 1, ResultQueue.memory_words(CBSSpMV.y_credits_of(c)),
+             ResultQueue.entry_width(c.y_beat_width)),
         ]
 
     @property

@@ -15,11 +15,12 @@ Adding an engine: its wire format in :mod:`bbsparse.golden.formats`, its core he
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from ..golden.formats import FORMATS, WireFormat, format_of
 from .cbs import CBSSpMV
-from .result_queue import ResultQueue
+from .result_queue import CreditFIFO, ResultQueue
 from .spmv import BBSSpMV
 from .unstructured import UnstructuredSpMV
 
@@ -66,13 +67,15 @@ class Engine:
         them itself (``memories_of``: role, count, depth, width)."""
         if hasattr(self.core, "memories_of"):
             return [MemoryNeed(*need) for need in self.core.memories_of(config)]
-        # The y FIFO: one memory per slice (CreditFIFO), or per part of a wide slice.
+        # The y FIFO is one memory per slice (CreditFIFO), of one or two widths.
+        slices = Counter(hi - lo for lo, hi in CreditFIFO.slice_bounds(
+            ResultQueue.entry_width(config.y_beat_width), self.core.y_fifo_slices_of(config)))
+        words = ResultQueue.memory_words(self.y_credits_of(config))
         return [
             MemoryNeed("vector banks", config.pes * config.lanes, 2 * config.x_beats,
                        config.act_width),
-            *(MemoryNeed(*need) for need in ResultQueue.memories(
-                "y FIFO", config.y_beat_width, self.y_credits_of(config),
-                self.core.y_fifo_slices_of(config))),
+            *(MemoryNeed("y FIFO", count, words, width)
+              for width, count in sorted(slices.items())),
         ]
 
 

@@ -1,6 +1,5 @@
 """The y queue with its credit counter: back-pressure without stalling the pipeline."""
 
-from collections import Counter
 from itertools import pairwise
 
 from amaranth.hdl import Cat, Module, Mux, ResetSignal, Signal
@@ -43,12 +42,6 @@ class CreditFIFO(wiring.Component):
     and register (DESIGN §14.3). The first slice's flags are the FIFO's. Each slice's
     control also takes the reset through registers of its own: a FIFO of several slices
     must not be written in the :attr:`RESET_LATENCY` cycles after a reset.
-
-    `part_bits` (default :attr:`PART_BITS`): a slice wider than that is cut into parts,
-    each a memory of its own whose read enable, data register enable and output select
-    come from copies of :attr:`PART_REGISTERS` (one control still): one select would drive
-    every bit's multiplexer across the die. The copies are named ``<name><slice>_<part>``
-    for parts past the first.
     """
 
     #: The registers of a slice's control: in a FIFO of several slices each slice has its
@@ -60,25 +53,11 @@ class CreditFIFO(wiring.Component):
     #: slice's control takes the reset through registers of its own).
     RESET_LATENCY = 2
 
-    #: The most bits of a slice one copy of its wide enables (:attr:`PART_REGISTERS`)
-    #: drives: a wider slice is cut into parts of its own memory, each with copies of
-    #: them (the ECP5-85k fit's one slice of 937 bits: one `b_select` drove every bit's
-    #: output multiplexer, 4.7-4.9 ns of routing across the die, 171.6-179.4 MHz).
-    PART_BITS = 64
-
-    #: The registers of a slice's control that drive its wide data registers, memory read
-    #: port and output multiplexer: a part of a slice past the first has copies of its own,
-    #: named with ``_<part>`` after the slice's name.
-    PART_REGISTERS = ("b_select", "move_data", "load_data")
-
-    def __init__(self, *, width: int, depth: int, slices: int = 1,
-                 part_bits: int | None = None):
+    def __init__(self, *, width: int, depth: int, slices: int = 1):
         require_positive(width=width, slices=slices)
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 3:
             raise ValueError(f"depth must be an integer of at least 3, not {depth!r}")
         self.require_slices(width, slices)
-        self.part_bits = self.PART_BITS if part_bits is None else part_bits
-        require_positive(part_bits=self.part_bits)
         self.width, self.depth, self.slices = width, depth, slices
         super().__init__({
             "w_data": In(width), "w_en": In(slices), "w_rdy": Out(1),
@@ -102,15 +81,6 @@ class CreditFIFO(wiring.Component):
         """The bits (``lo``, ``hi``) of each of the `slices` slices of a FIFO of `width`
         bits, as even as can be (each a memory of its own, as the FPGA fit check counts)."""
         return list(pairwise(k * width // slices for k in range(slices + 1)))
-
-    @classmethod
-    def memory_widths(cls, width: int, slices: int, part_bits: int | None = None) -> list[int]:
-        """The width of each memory of a FIFO of `width` bits in `slices` slices: a slice
-        wider than `part_bits` (default :attr:`PART_BITS`) is cut into as few parts as keep
-        each within it, as even as can be (as the FPGA fit check counts them)."""
-        part_bits = cls.PART_BITS if part_bits is None else part_bits
-        return [hi - lo for s_lo, s_hi in cls.slice_bounds(width, slices)
-                for lo, hi in cls.slice_bounds(s_hi - s_lo, -(-(s_hi - s_lo) // part_bits))]
 
     def elaborate(self, platform):
         m = Module()
@@ -144,15 +114,13 @@ class CreditFIFO(wiring.Component):
         width = hi - lo
         sliced = self.slices > 1
         controls = []
-        # The slice's parts (bits within it), each a memory and copies of the wide enables.
-        parts = self.slice_bounds(width, -(-width // self.part_bits))
 
-        def named(name, shape=1, part=0, **kwargs):  # a signal of this slice (and part)
-            return Signal(shape, name=name + suffix + (f"_{part}" if part else ""), **kwargs)
+        def named(name, shape=1, **kwargs):  # a signal of this slice
+            return Signal(shape, name=name + suffix, **kwargs)
 
-        def control(name, shape=1, copy=False, part=0):
+        def control(name, shape=1, copy=False):
             # In a sliced FIFO, the slice's reset (below) instead of the domain's.
-            controls.append(named(name, shape, part, reset_less=sliced,
+            controls.append(named(name, shape, reset_less=sliced,
                                   attrs={COPY_ATTRIBUTE: 1} if sliced or copy else {}))
             return controls[-1]
 
@@ -170,8 +138,7 @@ class CreditFIFO(wiring.Component):
         # of two registers with the same input Yosys keeps the marked one and drops the
         # other, so with only the copy marked the control read the copy again.
         b_full = control("b_full", copy=True)
-        # One copy of the output multiplexer's select per part (kept apart: PART_BITS).
-        b_selects = [control("b_select", copy=True, part=k) for k in range(len(parts))]
+        b_select = control("b_select", copy=True)
         # The data registers have no reset (`a_full`/`b_full` say what they hold): a reset
         # is a net from the core's reset register to every one of their flip-flops.
         b = named("b", width, reset_less=True)
@@ -180,10 +147,8 @@ class CreditFIFO(wiring.Component):
         # register would share with the control (the ECP5-85k fit's synthesis top: the
         # gate sat beside the top's output register, 5.9 ns from `load_data`).
         out_valid = control("out_valid")
-        move_datas = [control("move_data", copy=len(parts) > 1, part=k)
-                      for k in range(len(parts))]
-        load_datas = [control("load_data", copy=len(parts) > 1, part=k)
-                      for k in range(len(parts))]
+        move_data = control("move_data")
+        load_data = control("load_data")
         move = named("move")
         load = named("load")
 
@@ -193,24 +158,23 @@ class CreditFIFO(wiring.Component):
         # The memory; `a` is the read port's own data register. A memory of one word (few
         # credits, long rows: DESIGN §14.3) is a register, read as a memory's read port
         # reads it (the word before a write of the same cycle).
-        for k, ((p_lo, p_hi), load_data) in enumerate(zip(parts, load_datas, strict=True)):
-            data = self.w_data[lo + p_lo:lo + p_hi]
-            if inner == 1:
-                word = named("word", p_hi - p_lo, k, reset_less=True)
-                with m.If(w_en):
-                    m.d.sync += word.eq(data)
-                with m.If(load_data):
-                    m.d.sync += a[p_lo:p_hi].eq(word)
-            else:
-                storage = Memory(shape=p_hi - p_lo, depth=inner, init=[])
-                m.submodules["storage" + suffix + (f"_{k}" if k else "")] = storage
-                w_port = storage.write_port()
-                r_port = storage.read_port(domain="sync")
-                m.d.comb += [
-                    w_port.addr.eq(produce), w_port.data.eq(data), w_port.en.eq(w_en),
-                    r_port.addr.eq(consume), r_port.en.eq(load_data),
-                    a[p_lo:p_hi].eq(r_port.data),
-                ]
+        if inner == 1:
+            word = named("word", width, reset_less=True)
+            with m.If(w_en):
+                m.d.sync += word.eq(self.w_data[lo:hi])
+            with m.If(load_data):
+                m.d.sync += a.eq(word)
+        else:
+            storage = Memory(shape=width, depth=inner, init=[])
+            m.submodules["storage" + suffix] = storage
+            w_port = storage.write_port()
+            r_port = storage.read_port(domain="sync")
+            m.d.comb += [
+                w_port.addr.eq(produce), w_port.data.eq(self.w_data[lo:hi]),
+                w_port.en.eq(w_en),
+                r_port.addr.eq(consume), r_port.en.eq(load_data),
+                a.eq(r_port.data),
+            ]
         with m.If(w_en):
             m.d.sync += produce.eq(following(produce))
 
@@ -222,9 +186,8 @@ class CreditFIFO(wiring.Component):
         # sinks, away from the control it also feeds, and a register fed back into its own
         # control would cross that distance twice.
         m.d.comb += [move.eq(a_full & ~b_full), load.eq(inner_any & ~(a_full & b_full))]
-        for (p_lo, p_hi), move_data in zip(parts, move_datas, strict=True):
-            with m.If(move_data):
-                m.d.sync += b[p_lo:p_hi].eq(a[p_lo:p_hi])
+        with m.If(move_data):
+            m.d.sync += b.eq(a)
         a_full_next = named("a_full_next")
         b_full_next = named("b_full_next")
         any_next = named("inner_any_next")
@@ -241,11 +204,11 @@ class CreditFIFO(wiring.Component):
             # the proof checks): the gate in front is not the control's, so each is placed
             # beside its own register. With one shared gate it sat among the wide registers
             # and `b_full`'s loop crossed to it and back (ECP5-85k fit, seed 2: 8.7 ns).
-            *(b_select.eq((a_full | b_select) & ~self.r_en) for b_select in b_selects),
+            b_select.eq((a_full | b_select) & ~self.r_en),
             inner_any.eq(any_next),
             out_valid.eq(a_full_next | b_full_next),
-            *(move_data.eq(a_full_next & ~b_full_next) for move_data in move_datas),
-            *(load_data.eq(any_next & ~(a_full_next & b_full_next)) for load_data in load_datas),
+            move_data.eq(a_full_next & ~b_full_next),
+            load_data.eq(any_next & ~(a_full_next & b_full_next)),
         ]
         with m.If(load):
             m.d.sync += [inner_level.eq(Mux(w_en, inner_level, inner_level - 1)),
@@ -265,9 +228,8 @@ class CreditFIFO(wiring.Component):
         # Room, or the memory's oldest word leaves this cycle (its slot may be written at
         # once: the read port reads the word before the write). With a memory of one word
         # (two credits) both happen: a word written every cycle of a burst.
-        head = Cat(*(Mux(b_select, b[p_lo:p_hi], a[p_lo:p_hi])
-                     for (p_lo, p_hi), b_select in zip(parts, b_selects, strict=True)))
-        return head, (out_valid, (inner_level != inner) | load, inner_level + a_full + b_full)
+        return Mux(b_select, b, a), (out_valid, (inner_level != inner) | load,
+                                     inner_level + a_full + b_full)
 
 
 class ResultQueue(wiring.Component):
@@ -296,7 +258,6 @@ class ResultQueue(wiring.Component):
     its own copies of the pointers (:class:`CreditFIFO`). A wide core's y word (897 bits
     on the ECP5-85k fit) spreads its FIFO over the die; one read pointer driving every
     LUT-RAM address across it was the fit's longest path (7.4 ns, seed 1, DESIGN §14.3).
-    `part_bits`: :class:`CreditFIFO`'s (default its :attr:`~CreditFIFO.PART_BITS`).
     """
 
     LATENCY = 2  # CreditFIFO: a word written at cycle t is readable at t + 2
@@ -318,8 +279,7 @@ class ResultQueue(wiring.Component):
         held = group_beats - 1 + latency + 2 + ResultQueue.CREDIT_RETURN
         return max(2, -(-held // group_beats))
 
-    def __init__(self, *, width: int, credits: int, slices: int = 1,
-                 part_bits: int | None = None):
+    def __init__(self, *, width: int, credits: int, slices: int = 1):
         require_positive(width=width, credits=credits, slices=slices)
         if credits < 2:
             raise ValueError(f"credits must be at least 2 (the FIFO's two output registers "
@@ -328,7 +288,6 @@ class ResultQueue(wiring.Component):
         self._width = width
         self._credits = credits
         self._slices = slices
-        self._part_bits = part_bits
         super().__init__({
             "start": In(1),
             "can_start": Out(1),
@@ -352,16 +311,6 @@ class ResultQueue(wiring.Component):
     def entry_width(width: int) -> int:
         """Bits of one FIFO word: a result and its ``tlast``."""
         return width + 1
-
-    @classmethod
-    def memories(cls, role: str, width: int, credits: int,
-                 slices: int = 1) -> list[tuple[str, int, int, int]]:
-        """(role, count, depth, width) of the FIFO memories of a queue of `width`-bit results
-        with `credits` in `slices` slices: one a slice, or a part of a wide slice
-        (:meth:`CreditFIFO.memory_widths`), as the FPGA fit check counts them."""
-        widths = Counter(CreditFIFO.memory_widths(cls.entry_width(width), slices))
-        return [(role, count, cls.memory_words(credits), w)
-                for w, count in sorted(widths.items())]
 
     def connect(self, m, macs, core) -> None:
         """Take `macs`' (a :class:`~bbsparse.hdl.mac_array.MACArray`) results in and drive
@@ -401,7 +350,7 @@ class ResultQueue(wiring.Component):
             m.d.sync += [inflight.eq(down), can_start.eq(1)]
         m.submodules.fifo = fifo = CreditFIFO(width=self.entry_width(self._width),
                                               depth=self.fifo_depth(self._credits),
-                                              slices=self._slices, part_bits=self._part_bits)
+                                              slices=self._slices)
         m.d.comb += [
             fifo.w_data.eq(Cat(self.w_data, self.w_last)),
             fifo.w_en.eq(self.w_en),

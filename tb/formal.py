@@ -253,18 +253,15 @@ class ResultQueueHarness(Harness):
     started group writes exactly one result, at least a cycle after its start; y's ready
     is free. `fifo_depth` (default: the block's own) builds a deliberately broken variant.
     With `slices`, the FIFO's slices (each a control of its own) agree in every control
-    register, and the word they hold together is checked as one. With `part_bits`, every
-    part of a slice (a memory of its own) takes enables from copies that agree with the
-    first part's.
+    register, and the word they hold together is checked as one.
     """
 
     def __init__(self, *, width: int = 2, credits: int = 3, fifo_depth: int | None = None,
-                 slices: int = 1, part_bits: int | None = None):
+                 slices: int = 1):
         super().__init__()
         self.width, self.credits, self.fifo_depth = width, credits, fifo_depth
-        self.slices, self.part_bits = slices, part_bits
-        self.queue = ResultQueue(width=width, credits=credits, slices=slices,
-                                 part_bits=part_bits)
+        self.slices = slices
+        self.queue = ResultQueue(width=width, credits=credits, slices=slices)
 
     def elaborate(self, platform):
         m = Module()
@@ -272,45 +269,32 @@ class ResultQueueHarness(Harness):
         if self.fifo_depth is None:
             fragment = Fragment.get(queue, platform)
         else:
-            def short_fifo(*, width, depth, slices=1, part_bits=None):
-                return CreditFIFO(width=width, depth=self.fifo_depth, slices=slices,
-                                  part_bits=part_bits)
+            def short_fifo(*, width, depth, slices=1):
+                return CreditFIFO(width=width, depth=self.fifo_depth, slices=slices)
             with _replaced(result_queue_module, "CreditFIFO", short_fifo):
                 fragment = Fragment.get(queue, platform)
         m.submodules.dut = fragment
         fifo_fragment = fragment.find_subfragment("fifo")
         fifo = fifo_fragment.origins[0]
         inner = fifo.memory_words(fifo.depth)  # CreditFIFO: a memory and two registers
-        # A FIFO of one slice names its registers plainly, slice k of several with k after;
-        # part p > 0 of a slice adds _p.
+        # A FIFO of one slice names its registers plainly, slice k of several with k after.
         suffixes = [""] if self.slices == 1 else [f"{k}" for k in range(self.slices)]
-        slice_bits = [hi - lo for lo, hi in CreditFIFO.slice_bounds(fifo.width, self.slices)]
-        parts = [suffix + (f"_{p}" if p else "") for suffix, bits in zip(suffixes, slice_bits,
-                                                                          strict=True)
-                 for p in range(-(-bits // fifo.part_bits))]
 
         def of_slices(name):
             return [internal(fifo_fragment, name + suffix) for suffix in suffixes]
 
         if inner == 1:  # a one-word memory is a register (CreditFIFO)
-            word_register = Cat(*(internal(fifo_fragment, "word" + part) for part in parts))
+            word_register = Cat(*of_slices("word"))
             stored = lambda slot: word_register  # noqa: E731
         else:
-            models = [platform.model(fifo_fragment.find_subfragment("storage" + part))
-                      for part in parts]
+            models = [platform.model(fifo_fragment.find_subfragment("storage" + suffix))
+                      for suffix in suffixes]
             stored = lambda slot: Cat(*(model.word(slot) for model in models))  # noqa: E731
         # The slices' controls agree; the first stands for all below.
         for name in CreditFIFO.CONTROL_REGISTERS:
             first, *others = of_slices(name)
             for k, other in enumerate(others, start=1):
                 self.check(m, f"slice{k}_{name}", other == first)
-        # So do the parts' copies of the wide enables.
-        for name in CreditFIFO.PART_REGISTERS:
-            first = of_slices(name)[0]
-            for part in parts:
-                if part not in suffixes:
-                    self.check(m, f"part{part}_{name}",
-                               internal(fifo_fragment, name + part) == first)
         inflight = internal(fragment, "inflight")
         produce, consume, inner_level, inner_any, a_full, b_full, load, move, load_data, \
             move_data = (of_slices(name)[0] for name in (
@@ -1023,13 +1007,6 @@ PROOFS: dict[str, Proof] = {proof.name: proof for proof in [
           cover_depth=12),
     Proof("result_queue_slices", "width 2, credits 7, 3 slices (each a control of its own)",
           lambda: ResultQueueHarness(width=2, credits=7, slices=3), depth=4, cover_depth=12),
-    Proof("result_queue_parts", "width 4, credits 7, 2 slices of 2 parts (copies of the "
-          "wide enables, a memory each)",
-          lambda: ResultQueueHarness(width=4, credits=7, slices=2, part_bits=2), depth=4,
-          cover_depth=12),
-    Proof("result_queue_parts_one_word", "width 3, credits 2, 2 parts (a register each)",
-          lambda: ResultQueueHarness(width=3, credits=2, part_bits=2), depth=4,
-          cover_depth=12),
     Proof("result_queue_short_fifo", "broken: credits 7, FIFO depth 6 (credits - 1)",
           lambda: ResultQueueHarness(width=2, credits=7, fifo_depth=6), depth=10,
           expect="fail", breaks="overflow"),

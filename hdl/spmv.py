@@ -103,10 +103,15 @@ class BBSSpMV(wiring.Component):
     @classmethod
     def y_fifo_slices_of(cls, config: Config) -> int:
         """The y FIFO's memory in one slice per PE (DESIGN §14.3), up to FIFO_SLICES_MAX
-        PEs: the ECP5-45k fit (9) routed in 2 minutes with them; the 85k fit (39) with them
-        left router1 congested for over 30 minutes (2 runs of 2), without them it routes
-        in 8."""
-        return config.pes if config.pes <= cls.FIFO_SLICES_MAX else 1
+        PEs, beyond that one slice per group of PEs, as few groups of as even a size as keep
+        within FIFO_SLICES_MAX (39 PEs: 13 slices of 3). The ECP5-45k fit (9) routed in 2
+        minutes with a slice per PE; the 85k fit (39) with one a PE left router1 congested
+        for over 30 minutes (2 runs of 2); with one slice for all, its one output select
+        crossed the die to every bit's multiplexer (4.7-5.5 ns of routing, 157.0-179.4 MHz
+        over 3 seeds)."""
+        if config.pes <= cls.FIFO_SLICES_MAX:
+            return config.pes
+        return -(-config.pes // -(-config.pes // cls.FIFO_SLICES_MAX))
 
     @staticmethod
     def y_credits_of(config: Config, runtime_shape: bool = False) -> int:

@@ -39,5 +39,8 @@ RTL_CONFIGS = {
     "lanes20-groups": dict(lanes=20, pes=2, bank_size=4, nnz_per_bank=2, cols=80,
                            weight_width=6, act_width=5, lut_multipliers=20, lutram_banks=25,
                            broadcast_registers=2),
+    # More PEs than y FIFO slices (BBSSpMV.FIFO_SLICES_MAX = 16): 9 slices of about two
+    # PEs' bits each, each with a control and a valid copy of its own.
+    "pes17-grouped-slices": dict(lanes=1, pes=17, bank_size=4, nnz_per_bank=2, cols=16),
     "default": dict(),
 }

@@ -285,10 +285,23 @@ def test_a_sliced_y_queue_rejects_a_mac_array_without_valid_copies():
         queue.connect(Module(), MACArray(Config()), None)
 
 
-@pytest.mark.parametrize("pes", [1, 5])
+def test_y_fifo_slices_per_pe_then_per_group_of_pes():
+    """A slice per PE up to FIFO_SLICES_MAX PEs; beyond, as few even groups of PEs as keep
+    within it (the ECP5-85k fit's 39 PEs: 13 slices of 3)."""
+    from bbsparse.hdl.spmv import BBSSpMV
+
+    assert BBSSpMV.FIFO_SLICES_MAX == 16
+    found = {pes: BBSSpMV.y_fifo_slices_of(Config(pes=pes, lanes=1, bank_size=4, cols=8))
+             for pes in (1, 9, 16, 17, 32, 33, 39, 48, 49, 100)}
+    assert found == {1: 1, 9: 9, 16: 16, 17: 9, 32: 16, 33: 11, 39: 13, 48: 16, 49: 13,
+                     100: 15}
+
+
+@pytest.mark.parametrize("pes", [1, 5, 17])
 def test_the_fit_counts_the_y_fifo_memories_the_core_builds(pes):
     """The engine's memory list (what the FPGA fit check maps) names the y FIFO's memories
-    the BBS core elaborates: one per slice, of that slice's width and depth."""
+    the BBS core elaborates: one per slice, of that slice's width and depth (17 PEs: 9
+    slices of about two PEs' bits)."""
     from bbsparse.hdl.engines import engine_of
     from bbsparse.hdl.spmv import BBSSpMV
 
@@ -297,8 +310,10 @@ def test_the_fit_counts_the_y_fifo_memories_the_core_builds(pes):
              for _ in range(n.count) if n.role == "y FIFO"]
     fifo = Fragment.get(BBSSpMV(config), None).find_subfragment("result_queue") \
         .find_subfragment("fifo")
+    slices = BBSSpMV.y_fifo_slices_of(config)
+    assert slices == {1: 1, 5: 5, 17: 9}[pes]
     memories = [fifo.find_subfragment("storage" if pes == 1 else f"storage{k}").origins[0]
-                for k in range(pes)]
+                for k in range(slices)]
     assert all(isinstance(memory, Memory) for memory in memories)
     built = [(memory.depth, Shape.cast(memory.shape).width) for memory in memories]
     assert sorted(needs) == sorted(built)

@@ -22,7 +22,9 @@ class MACArray(wiring.Component):
         ``p*lanes .. p*lanes + lanes - 1``
     weight : In(ArrayLayout(signed(weight_width), pes*lanes))
     valid, first, last, tlast : In(1)  a beat; first / last beat of a row group; last group
-        of the matrix
+        of the matrix. With `pe_flags`, `valid`, `first` and `last` are In(pes): PE ``p``
+        takes bit ``p`` (the same beat for all, each PE's from registers placed near it:
+        the ECP5-85k fit's one `valid` register reached its 39 PEs over the die, 5.2 ns)
     y : Out(ArrayLayout(signed(out_width), pes))  the rows' results after the output stage
         and ``config.result_registers`` registers (each PE's own, placed on the way to
         the y FIFO: DESIGN §2.1)
@@ -44,17 +46,19 @@ class MACArray(wiring.Component):
     its accumulator, so the rows still leave together.
     """
 
-    def __init__(self, config: Config, *, valid_copies: int = 1):
+    def __init__(self, config: Config, *, valid_copies: int = 1, pe_flags: bool = False):
         require_positive(valid_copies=valid_copies)
         self._config = c = config
         self._valid_copies = valid_copies
+        self._pe_flags = pe_flags
         copies = {"y_valid_copies": Out(valid_copies)} if valid_copies > 1 else {}
+        flags = c.pes if pe_flags else 1
         super().__init__({
             "x": In(data.ArrayLayout(data.signed(c.act_width), c.pes * c.lanes)),
             "weight": In(data.ArrayLayout(data.signed(c.weight_width), c.pes * c.lanes)),
-            "valid": In(1),
-            "first": In(1),
-            "last": In(1),
+            "valid": In(flags),
+            "first": In(flags),
+            "last": In(flags),
             "tlast": In(1),
             "y": Out(data.ArrayLayout(data.signed(c.out_width), c.pes)),
             "y_valid": Out(1),
@@ -133,10 +137,11 @@ class MACArray(wiring.Component):
                     pe.x[lane].eq(self.x[index * c.lanes + lane]),
                     pe.weight[lane].eq(self.weight[index * c.lanes + lane]),
                 ]
+            flag = index if self._pe_flags else 0
             m.d.comb += [
-                pe.valid.eq(self.valid),
-                pe.first.eq(self.first),
-                pe.last.eq(self.last),
+                pe.valid.eq(self.valid[flag]),
+                pe.first.eq(self.first[flag]),
+                pe.last.eq(self.last[flag]),
                 stage.acc.eq(delay(m, pe.acc, wait, f"pe{index}_acc_wait", reset_less=True)),
                 # The results' own registers, on their way to the y FIFO.
                 self.y[index].eq(delay(m, stage.y, c.result_registers, f"pe{index}_result",

@@ -11,7 +11,7 @@ from ..golden.formats import BBSFormat
 from .axis import AXIStream
 from .banks import VectorBanks
 from .mac_array import MACArray
-from .pipeline import copy, delay
+from .pipeline import copy, copy_flag, delay
 from .result_queue import ResultQueue
 from .xbuffer import XBuffers, write_stage
 
@@ -153,7 +153,8 @@ class BBSSpMV(wiring.Component):
                                                  runtime_frames=self._runtime_shape)
         # Each slice of the y FIFO is written with a valid of its own.
         slices = self.y_fifo_slices_of(c)
-        m.submodules.mac_array = macs = MACArray(c, valid_copies=slices)
+        m.submodules.mac_array = macs = MACArray(c, valid_copies=slices,
+                                                 pe_flags=c.broadcast_registers >= 3)
         m.submodules.result_queue = queue = ResultQueue(width=c.y_beat_width,
                                                         credits=self.y_credits, slices=slices)
 
@@ -312,13 +313,28 @@ class BBSSpMV(wiring.Component):
                                             reset_less=True)),
                 ]
 
-        m.d.comb += [
-            macs.valid.eq(delay(m, w_accept, memory_latency, "beat_valid")),
-            # These count only beside `valid`: no reset.
-            macs.first.eq(delay(m, group_start, memory_latency, "beat_first", reset_less=True)),
-            macs.last.eq(delay(m, row_end | w_last, memory_latency, "beat_last",
-                               reset_less=True)),
-            macs.tlast.eq(delay(m, w_last, memory_latency, "beat_tlast", reset_less=True)),
-        ]
+        # The beat's flags. With the broadcast tree's groups (3 or more broadcast
+        # registers), each group of PEs takes them through its last two registers of its own,
+        # the valid's clearing on a reset (pipeline.copy_flag), so no register reaches every
+        # PE over the die (the ECP5-85k fit: the one valid register to a PE 39 away, 5.2 ns).
+        # `first` and `last` count only beside `valid`: no reset.
+        pre = memory_latency - 2 if branch else memory_latency
+        valid = delay(m, w_accept, pre, "beat_valid")
+        first = delay(m, group_start, pre, "beat_first", reset_less=True)
+        last = delay(m, row_end | w_last, pre, "beat_last", reset_less=True)
+        if branch:
+            per_group = [(copy_flag(m, valid, 2, f"beat_valid_group{group}"),
+                          copy(m, first, 2, f"beat_first_group{group}", reset_less=True),
+                          copy(m, last, 2, f"beat_last_group{group}", reset_less=True))
+                         for group in range(groups)]
+            for pe_index in range(pes):
+                flags = per_group[pe_index * groups // pes]
+                m.d.comb += [macs.valid[pe_index].eq(flags[0]),
+                             macs.first[pe_index].eq(flags[1]),
+                             macs.last[pe_index].eq(flags[2])]
+        else:
+            m.d.comb += [macs.valid.eq(valid), macs.first.eq(first), macs.last.eq(last)]
+        m.d.comb += macs.tlast.eq(delay(m, w_last, memory_latency, "beat_tlast",
+                                        reset_less=True))
         queue.connect(m, macs, self)
         return m

@@ -56,6 +56,10 @@ CASES = [
                              weight_width=8, act_width=8, acc_width=18),
          rows=32, expect=("wrap",)),
     Case("pes3-rows10", dict(lanes=2, pes=3, bank_size=4, nnz_per_bank=2, cols=32), rows=10),
+    # The broadcast tree (3 registers): 3 groups of PEs, each taking the beat's flags
+    # through registers of its own (the valid's cleared by a reset: the reset case).
+    Case("pes5-broadcast3", dict(lanes=2, pes=5, bank_size=4, nnz_per_bank=1, cols=16,
+                                 broadcast_registers=3), rows=40),
     # A bank size that is not a power of two: empty slots may carry indices 6 and 7; and
     # two adder-tree levels per pipeline stage.
     Case("bank6-lanes3-tree2", dict(lanes=3, pes=2, bank_size=6, nnz_per_bank=2, cols=36,

@@ -351,9 +351,11 @@ def fpga_runs(targets, out: Path, reuse: bool, seed: int, steps: Steps | None = 
         previous = _reusable(out, name, config, reuse, core)
         label = _core_label(name, core)
         report, stopped = None, None
+        reused = None
         if previous is not None:
             begin(f"FPGA {label}: reusing {previous}")
             report = json.loads(previous.read_text())
+            reused = str(previous)
             if "fmax_seeds" not in report and (folder / "synth.json").exists():
                 report["fmax_seeds"] = _more_seeds(target, folder, report, _placer(core),
                                                    pnr_time_limit)
@@ -401,6 +403,8 @@ def fpga_runs(targets, out: Path, reuse: bool, seed: int, steps: Steps | None = 
         timing = report.get("timing") or {"met": report["fmax"]["met"]}
         results.append({
             **row,
+            # The report of an earlier run (--reuse-synth), whose tool times these are.
+            **({"reused": reused} if reused else {}),
             # lut: the report's luts (LUT4s in use, DESIGN §7.2), kept for older readers;
             # lut4 (Yosys) and logic_cells (nextpnr) are one unit each.
             "lut": used["luts"]["used"],
@@ -915,6 +919,11 @@ def fpga_markdown(fpga: list) -> list[str]:
             notes.append(f"{_label(r)}: " + "; ".join(r["timing_reasons"]))
     if notes:
         lines += ["", "Timing not met: " + ". ".join(notes) + "."]
+    reused = [_label(r) for r in fpga if r.get("reused")]
+    if reused:
+        lines += ["", "Reused (`--reuse-synth`: the same configuration, synthesis top and "
+                  "Yosys script as an earlier run's, whose report, seeds and tool times "
+                  "these are): " + ", ".join(reused) + "."]
     stops = [f"{_label(r)}: {r['stopped']}" for r in fpga if r.get("stopped")]
     stops += [f"{_label(r)}, seed {s['seed']}: {s['reason']}" for r in fpga
               for s in (r.get("fmax_seeds") or {}).get("stopped", [])]
@@ -948,8 +957,8 @@ def fpga_markdown(fpga: list) -> list[str]:
 
 def markdown(results: dict) -> str:
     lines = [f"# bbsparse bench — {results['date']}", "",
-             f"Machine: {results['machine']}. Command: `make bench` "
-             f"({results['seconds']:.0f} s).", "",
+             f"Machine: {results['machine']}. Command: "
+             f"`{results.get('command', 'make bench')}` ({results['seconds']:.0f} s).", "",
              "## Patterns on one array "
              f"({results['array']['lanes']} lanes x {results['array']['pes']} PEs, "
              f"{results['array']['rows']} x {results['array']['cols']} int8, "
@@ -989,7 +998,7 @@ def markdown(results: dict) -> str:
 
 def main(out: Path, *, rows: int = 1024, cols: int = 1024, lanes: int = 16, pes: int = 2,
          vectors: int = 2, seed: int = 7, targets=(), reuse_synth: bool = False,
-         pnr_time_limit: float | None = None) -> int:
+         pnr_time_limit: float | None = None, command: str = "make bench") -> int:
     out.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     steps = plan(targets, out, reuse_synth)
@@ -1006,6 +1015,7 @@ def main(out: Path, *, rows: int = 1024, cols: int = 1024, lanes: int = 16, pes:
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python "
                    f"{platform.python_version()}",
+        "command": command,
         "array": {"rows": rows, "cols": cols, "lanes": lanes, "pes": pes, "vectors": vectors,
                   "seed": seed},
         "patterns": patterns,

@@ -312,6 +312,22 @@ def add_bench(subparsers) -> None:
     parser.set_defaults(run=run_bench)
 
 
+def _bench_command(args) -> str:
+    """The ``bbsparse bench`` command line `args` stand for (results.md names it)."""
+    from bbsparse.synth.targets import TARGETS
+
+    parts = ["bbsparse bench", f"--out {args.out}"]
+    if args.targets != ",".join(TARGETS):
+        parts.append(f"--targets {args.targets}")
+    if args.reuse_synth:
+        parts.append("--reuse-synth")
+    if args.seed != 7:
+        parts.append(f"--seed {args.seed}")
+    if args.pnr_time_limit:
+        parts.append(f"--pnr-time-limit {args.pnr_time_limit:g}")
+    return " ".join(parts)
+
+
 def run_bench(args) -> int:
     from bbsparse import bench
     from bbsparse.synth.targets import TARGETS
@@ -327,7 +343,8 @@ def run_bench(args) -> int:
 
     try:
         return bench.main(out, seed=args.seed, targets=targets, reuse_synth=args.reuse_synth,
-                          pnr_time_limit=args.pnr_time_limit and 60 * args.pnr_time_limit)
+                          pnr_time_limit=args.pnr_time_limit and 60 * args.pnr_time_limit,
+                          command=_bench_command(args))
     except FlowError as exc:
         raise CliError(str(exc)) from None
 

@@ -371,6 +371,28 @@ def test_a_core_stopped_at_the_time_limit_leaves_a_stopped_row(tmp_path, monkeyp
         "\n".join(bench.fpga_markdown([r]))
 
 
+def test_a_reused_core_says_so(tmp_path, monkeypatch):
+    """A core whose earlier report `--reuse-synth` takes runs no flow; its row names the
+    report and results.md lists it as reused (its seeds and tool times are that run's)."""
+    from tests.test_synth_report import make_report
+
+    calls = []
+    report = make_report("ice40-up5k")
+    report["fmax_seeds"] = {"seeds": [1, 2, 3], "fmax_mhz": [48.19, 46.0, 50.0],
+                            "min_mhz": 46.0, "median_mhz": 48.19, "max_mhz": 50.0}
+    _fake_fpga(monkeypatch, report, calls)
+    earlier = tmp_path / "report.json"
+    earlier.write_text(json.dumps(report))
+    monkeypatch.setattr(bench, "_reusable", lambda *a, **k: earlier)
+    [r] = bench.fpga_runs(["ice40-up5k"], tmp_path, reuse=True, seed=7)
+    assert calls == [] and r["reused"] == str(earlier)
+    assert r["fmax_median_mhz"] == 48.19
+    text = "\n".join(bench.fpga_markdown([r]))
+    assert "Reused (`--reuse-synth`: the same configuration, synthesis top and Yosys script " \
+           "as an earlier run's, whose report, seeds and tool times these are): " \
+           "ice40-up5k." in text
+
+
 def test_bench_takes_a_time_limit_in_minutes(tmp_path, monkeypatch, capsys):
     from bbsparse.cli import main
 
@@ -378,8 +400,12 @@ def test_bench_takes_a_time_limit_in_minutes(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "main", lambda out, **kwargs: seen.append(kwargs) or 0)
     assert main(["bench", "--targets", "none", "--out", str(tmp_path / "b"),
                  "--pnr-time-limit", "1.5"]) == 0
-    assert main(["bench", "--targets", "none", "--out", str(tmp_path / "b")]) == 0
+    assert main(["bench", "--out", str(tmp_path / "b"), "--reuse-synth"]) == 0
     assert [k["pnr_time_limit"] for k in seen] == [90, None]
+    # results.md names the command line the figures come from.
+    assert [k["command"] for k in seen] == [
+        f"bbsparse bench --out {tmp_path / 'b'} --targets none --pnr-time-limit 1.5",
+        f"bbsparse bench --out {tmp_path / 'b'} --reuse-synth"]
     assert main(["bench", "--targets", "none", "--pnr-time-limit", "0"]) == 2
     assert "--pnr-time-limit: must be a number of minutes above 0, not '0'" \
         in capsys.readouterr().err

@@ -27,6 +27,7 @@ from bbsparse.synth.families.ecp5 import ECP5BlockRam, ECP5Multiplier
 from bbsparse.synth.families.ice40 import ICE40Multiplier
 from bbsparse.synth.targets import TARGETS
 from bbsparse.synth.top import SynthTop
+from tests.conftest import refused_elaboratables
 
 PE_PARAMS = dict(lanes=2, weight_width=8, act_width=8, acc_width=20)
 
@@ -197,7 +198,8 @@ def test_pe_places_its_ecp5_multipliers_at_their_sites():
     assert [f'(* BEL = "{site}" *)' in text for site in sites] == [True, True]
     assert "BEL" not in verilog.convert(PE(**PE_PARAMS), name="pe", emit_src=False,
                                         platform=FamilyPlatform(ECP5))
-    with pytest.raises(ValueError, match=r"one place per hard multiplier \(1\), not 2"):
+    with refused_elaboratables(), pytest.raises(
+            ValueError, match=r"one place per hard multiplier \(1\), not 2"):
         PE(**PE_PARAMS, lut_lanes=1, sites=sites)
     # The MAC array hands each PE its own hard multipliers' sites: 8 + 4 of them.
     array = verilog.convert(MACArray(Config(lut_multipliers=4)), name="mac", emit_src=False,

@@ -64,7 +64,8 @@ compare: $(STAMP)
 	$(VERILATOR_ENV) $(PY) -m bbsparse.tb.compare
 
 # The project's figures in one run: patterns, scaling, FPGA targets, tool speed.
-# Writes build/bench/results.json, results.md and PNG plots (about 28 minutes here);
+# Writes build/bench/results.json, results.md and PNG plots (2-3 hours here, most of it
+# the ECP5-85k mix's placement seeds);
 # `make bench-save` then copies them over the committed bench/ that the README quotes.
 # A nextpnr run past PNR_TIME_LIMIT minutes is stopped and reported as such (the ECP5-85k
 # mix's seeds take 40-60 minutes two at a time; a congested one can sit in router1 for hours).

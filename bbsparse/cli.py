@@ -293,7 +293,8 @@ def add_bench(subparsers) -> None:
                     "array, the scaling with lanes and PEs, and the largest configuration "
                     "that fits each FPGA target (Yosys, nextpnr), every result checked "
                     "against the golden model; write results.json, results.md and plots. "
-                    "With every target it takes about 28 minutes here.")
+                    "With every target it takes 2-3 hours here, most of it the ECP5-85k "
+                    "mix's placement seeds (--pnr-time-limit bounds each).")
     parser.add_argument("--out", default="build/bench", metavar="DIR",
                         help="output folder (default: build/bench; 'make bench-save' copies "
                              "a run into the committed bench/)")

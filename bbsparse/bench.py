@@ -853,11 +853,6 @@ def _fig(value, form: str) -> str:
     return "-" if value is None else format(value, form)
 
 
-def _mhz(value) -> str:
-    """An Fmax of the table; None: the seed it falls on was stopped at the time limit."""
-    return "stopped" if value is None else f"{value:.1f}"
-
-
 def _label(r: dict) -> str:
     """A row's target, and its core when it is not the fit."""
     return _core_label(r["target"], r.get("core", "fit"))
@@ -878,6 +873,8 @@ def fpga_markdown(fpga: list) -> list[str]:
     """The FPGA section of results.md: one row per target, then what the figures mean and
     where the weights would come from (results.json written before the seeds, the timing
     flag or the w stream give "-" for those columns)."""
+    from .synth.flow import fmax_text
+
     lines = ["", "## FPGA targets (largest fitting configuration, and default cores)", "",
              "| target | core: lanes x pes | LUT4 (Yosys) | logic cells (nextpnr) | FF | DSP "
              "| BRAM | Fmax min | Fmax median | constraint | GOPS sparse | GOPS dense-equivalent "
@@ -897,8 +894,8 @@ def fpga_markdown(fpga: list) -> list[str]:
         lines.append(
             f"{core} {r.get('lut4') or '-'} | "
             f"{r.get('logic_cells') or '-'} | {r['ff']} | {r['dsp']} | {r['bram']} | "
-            f"{_mhz(r.get('fmax_min_mhz', r['fmax_mhz']))} | "
-            f"{_mhz(r.get('fmax_median_mhz', r['fmax_mhz']))} | {constraint} | "
+            f"{fmax_text(r.get('fmax_min_mhz', r['fmax_mhz']))} | "
+            f"{fmax_text(r.get('fmax_median_mhz', r['fmax_mhz']))} | {constraint} | "
             f"{_fig(r['gops_sparse'], '.1f')} | {_fig(r['gops_dense_equivalent'], '.1f')} | "
             f"{r['ops_per_dsp_per_cycle']:.2f} | {_fig(r.get('gops_per_dsp'), '.3f')} | "
             f"{_fig(r.get('gops_per_1000_luts'), '.2f')} | "

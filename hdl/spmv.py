@@ -151,10 +151,16 @@ class BBSSpMV(wiring.Component):
 
         m.submodules.x_buffers = xbuf = XBuffers(beats=x_beats,
                                                  runtime_frames=self._runtime_shape)
+        # The broadcast tree's levels (below): a trunk register with 2 or more broadcast
+        # registers, a copy per group of PEs with 3 or more, which the beat's flags take too.
+        broadcast = c.broadcast_registers
+        trunk = 1 if broadcast >= 2 else 0
+        branch = 1 if broadcast >= 3 else 0
+        groups = isqrt(pes - 1) + 1 if branch else 1  # ceil(sqrt(pes))
         # Each slice of the y FIFO is written with a valid of its own.
         slices = self.y_fifo_slices_of(c)
         m.submodules.mac_array = macs = MACArray(c, valid_copies=slices,
-                                                 pe_flags=c.broadcast_registers >= 3)
+                                                 pe_flags=bool(branch))
         m.submodules.result_queue = queue = ResultQueue(width=c.y_beat_width,
                                                         credits=self.y_credits, slices=slices)
 
@@ -256,10 +262,6 @@ class BBSSpMV(wiring.Component):
         # no register reaches every PE over the die (the 85k fit: the shared x write data
         # 5.2 ns from a PE's copy).
         memory_latency = self.memory_latency_of(c)
-        broadcast = c.broadcast_registers
-        trunk = 1 if broadcast >= 2 else 0
-        branch = 1 if broadcast >= 3 else 0
-        groups = isqrt(pes - 1) + 1 if branch else 1  # ceil(sqrt(pes))
         names = ("base", "x_write_addr", "x_write_data", "x_write_en")
         sources = (base, x_write_addr, x_write_data, x_write_en)
         shared = {name: delay(m, signal, trunk, f"{name}_trunk", reset_less=True)

@@ -43,7 +43,8 @@ from .targets import TARGETS, FitError, Target, fit_check, require_fit
 from .tools import FlowError, run_step, yowasp
 
 __all__ = ["BOARDS", "Board", "BoardError", "build_board", "build_model_board",
-           "check_max_w_beats", "divisor_for", "link_memories", "model_board_memories"]
+           "check_max_w_beats", "divisor_for", "link_memories", "model_board_clock",
+           "model_board_memories"]
 
 BOARD_TOP = "bbs_board"
 
@@ -356,6 +357,17 @@ def model_board_memories(model: IntegerModel) -> list[MemoryNeed]:
                     MemoryNeed("y buffer", 1, info.y_beats, info.y_beat_width)]
 
 
+def model_board_clock(board: Board, clock_mhz: float | None,
+                      baud: int) -> tuple[float, PLLSetting | None, int]:
+    """A model board's design clock (`clock_mhz`, default the board's model clock, else its
+    own default), the PLL setting that makes it and the UART divisor for `baud`;
+    :class:`BoardError` if the PLL cannot make the clock or the rate is 2 % off."""
+    if clock_mhz is None and board.model_clock_hz:
+        clock_mhz = board.model_clock_hz / 1e6
+    clock_hz, pll = board.clock(clock_mhz)
+    return clock_hz, pll, divisor_for(clock_hz, baud)
+
+
 def build_model_board(model: IntegerModel, board_name: str, out_dir, *, input_exponent: int,
                       output_exponent: int, seed: int = 1, baud: int = 115200,
                       log=None, clock_mhz: float | None = None) -> dict:
@@ -381,10 +393,8 @@ def build_model_board(model: IntegerModel, board_name: str, out_dir, *, input_ex
     out = Path(out_dir)
     c = model.config
     fit = require_fit(target, c, "auto", extra=model_board_memories(model))
-    if clock_mhz is None and board.model_clock_hz:
-        clock_mhz = board.model_clock_hz / 1e6
-    clock_hz, pll = board.clock(clock_mhz)
-    top = ModelBoardTop(model, divisor=divisor_for(clock_hz, baud),
+    clock_hz, pll, divisor = model_board_clock(board, clock_mhz, baud)
+    top = ModelBoardTop(model, divisor=divisor,
                         input_exponent=input_exponent, output_exponent=output_exponent,
                         clock_hz=clock_hz)
     images = model_images(model)

@@ -47,7 +47,7 @@ __all__ = ["run_flow", "PLACERS", "DEFAULT_PLACER", "nextpnr_argv", "fit_search"
            "classify_cell", "build_report", "default_folder", "pes_text", "progress",
            "FlowError", "FlowResult", "dsp_register_check", "timing_figures",
            "w_stream_figures", "throughput_figures", "weight_capacity", "fmax_over_seeds",
-           "seed_figures", "seeds_text", "check_netlist_fits", "BOARD_MEMORY",
+           "seed_figures", "seeds_text", "fmax_text", "check_netlist_fits", "BOARD_MEMORY",
            "TIMING_NOT_MET_STATUS"]
 
 #: The exit status of `bbsparse synth` when the bitstream is written but its timing is not
@@ -740,15 +740,18 @@ def seed_figures(fmax_by_seed: dict, stopped: dict | None = None) -> dict:
     return figures
 
 
+def fmax_text(value) -> str:
+    """An Fmax of :func:`seed_figures` in MHz, one decimal; None (it falls on a seed
+    stopped at the time limit) as ``stopped``."""
+    return "stopped" if value is None else f"{value:.1f}"
+
+
 def seeds_text(figures: dict, with_max: bool = False) -> str:
     """``min 139.4, median 140.7 MHz`` (`with_max`: ``, max 155.3`` before the unit) of
     :func:`seed_figures`, a figure that falls on a stopped seed as ``stopped``, then the
     seeds stopped."""
-    def mhz(value):
-        return "stopped" if value is None else f"{value:.1f}"
-
-    text = (f"min {mhz(figures['min_mhz'])}, median {mhz(figures['median_mhz'])}"
-            + (f", max {mhz(figures['max_mhz'])}" if with_max else "") + " MHz")
+    text = (f"min {fmax_text(figures['min_mhz'])}, median {fmax_text(figures['median_mhz'])}"
+            + (f", max {fmax_text(figures['max_mhz'])}" if with_max else "") + " MHz")
     if figures.get("stopped"):
         text += (" (stopped at the time limit: seed "
                  + ", ".join(str(s["seed"]) for s in figures["stopped"]) + ")")

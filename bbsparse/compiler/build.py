@@ -187,14 +187,10 @@ def _check_clock(options: CompileOptions) -> None:
             raise CompileError(f"--baud: only with a board target ({', '.join(BOARD_TARGETS)})"
                                f"; {options.target} is a chip, built without the UART top")
         return
-    from ..synth.boards import BOARDS, divisor_for
+    from ..synth.boards import BOARDS, model_board_clock
 
-    board = BOARDS[options.target]
-    clock_mhz = options.clock_mhz
-    if clock_mhz is None and board.model_clock_hz:
-        clock_mhz = board.model_clock_hz / 1e6
-    clock_hz, _ = board.clock(clock_mhz)  # BoardError (a ValueError) naming the figure
-    divisor_for(clock_hz, options.baud or BOARD_BAUD)
+    # BoardError (a ValueError) naming the figure, as the board build would later.
+    model_board_clock(BOARDS[options.target], options.clock_mhz, options.baud or BOARD_BAUD)
 
 
 def compile_model(options: CompileOptions, out: str | Path, *, log: Log = print) -> dict:
